@@ -1,0 +1,515 @@
+"""Pruning and masks: the one home of the prunable set, global magnitude pruning, mask files,
+mask application (hook-free or torch.nn.utils.prune hooks), rewinding and sparsity reports.
+
+The prunable set (ORIGINAL_BEHAVIOUR.md §1.1) is derived from the model: for every encoder
+layer the ``weight`` of attention.self.query/key/value, attention.output.dense,
+intermediate.dense and output.dense, plus ``bert.pooler.dense.weight``. BERT-base has 73 such
+matrices (85,524,480 weights); MiniLM-L6 has 37.
+
+A mask is a dict ``{"bert.encoder.layer.0.attention.self.query.weight_mask": 0/1 tensor, ...}``
+(§1.6). Every masked module carries its mask as the buffer ``weight_mask``, whichever way it is
+applied:
+
+* ``impl="plain"`` (default, fast): ``weight`` stays a plain parameter holding zeros at pruned
+  entries; :func:`mask_gradients` zeroes their gradients before clipping and the optimizer
+  step, so AdamW (moments zero, decoupled decay of zero) keeps them exactly zero.
+* ``impl="hooks"`` (faithful): ``torch.nn.utils.prune`` custom-from-mask, i.e. ``weight_orig``
+  plus a forward pre-hook computing ``weight = weight_orig * weight_mask``.
+
+Both give bit-identical weights after training (tests/test_pruning.py).
+
+Example::
+
+    masks = global_magnitude_prune(model, 0.1)          # 10 % of the prunable set
+    save_mask("out/mask.pt", masks, model=model)        # + out/mask_sparsity.json
+    apply_masks(other_model, load_mask("out/mask.pt", other_model))
+"""
+import json
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from utils.errors import UserError
+
+MASK_SUFFIX = ".weight_mask"
+POOLER = "bert.pooler.dense"
+_ENCODER_LINEAR = re.compile(
+    r"^bert\.encoder\.layer\.(\d+)\."
+    r"(attention\.self\.(query|key|value)|attention\.output\.dense|intermediate\.dense|output\.dense)$"
+)
+IMPLS = ("plain", "hooks")
+
+
+def unwrap(model):
+    """The task model inside a DistributedDataParallel / DataParallel wrapper (or itself)."""
+    return getattr(model, "module", model)
+
+
+# --- the prunable set --------------------------------------------------------------------
+
+def prunable_modules(model):
+    """Ordered ``{module name: nn.Linear}`` of the prunable set (layer order, then pooler)."""
+    model = unwrap(model)
+    found = {}
+    pooler = None
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Linear):
+            continue
+        if _ENCODER_LINEAR.match(name):
+            found[name] = module
+        elif name == POOLER:
+            pooler = module
+    if not found:
+        raise UserError(f"{type(model).__name__} has no BERT encoder under the attribute 'bert'")
+    if pooler is None:
+        raise UserError(
+            f"{type(model).__name__} has no bert.pooler: call utils.models.attach_pooler first "
+            "so that masks keep the pooler key"
+        )
+    found[POOLER] = pooler
+    return found
+
+
+def mask_key(module_name):
+    """``bert.pooler.dense`` -> ``bert.pooler.dense.weight_mask`` (the original file's key)."""
+    return module_name + MASK_SUFFIX
+
+
+def prunable_shapes(model):
+    """``{mask key: weight shape}``; works on meta-device models (sizes only)."""
+    return {mask_key(n): tuple(m.weight.shape) for n, m in prunable_modules(model).items()}
+
+
+def count_prunable(model):
+    """Number of weights in the prunable set (85,524,480 for BERT-base)."""
+    return sum(math.prod(s) for s in prunable_shapes(model).values())
+
+
+def _weight(module):
+    """The dense parameter of a module: ``weight_orig`` under hooks, else ``weight``."""
+    return module.weight_orig if hasattr(module, "weight_orig") else module.weight
+
+
+def masking_impl(model):
+    """'hooks', 'plain' or None (no mask attached yet)."""
+    for module in prunable_modules(model).values():
+        if prune.is_pruned(module):
+            return "hooks"
+        if hasattr(module, "weight_mask"):
+            return "plain"
+    return None
+
+
+# --- masks: current state, application, gradients ----------------------------------------
+
+def current_masks(model):
+    """``{mask key: bool tensor on CPU}``; all-ones for modules that carry no mask yet."""
+    out = {}
+    for name, module in prunable_modules(model).items():
+        m = getattr(module, "weight_mask", None)
+        out[mask_key(name)] = (
+            m.detach().to("cpu", torch.bool) if m is not None
+            else torch.ones(module.weight.shape, dtype=torch.bool)
+        )
+    return out
+
+
+def apply_masks(model, masks, impl="plain"):
+    """Attach (or replace) masks on the prunable set; zeroes pruned weights.
+
+    ``masks`` maps every mask key to a 0/1 tensor (bool or float, any device). Masks already
+    attached are overwritten in place, so optimizer references to the parameters stay valid.
+    """
+    if impl not in IMPLS:
+        raise UserError(f"--mask_impl must be one of {', '.join(IMPLS)}, not {impl!r}")
+    present = masking_impl(model)
+    if present is not None and present != impl:
+        raise ValueError(f"model already carries {present} masks; cannot switch to {impl}")
+    for name, module in prunable_modules(model).items():
+        w = _weight(module)
+        m = masks[mask_key(name)].to(device=w.device, dtype=w.dtype)
+        if hasattr(module, "weight_mask"):
+            module.weight_mask.copy_(m)
+        elif impl == "hooks":
+            prune.custom_from_mask(module, "weight", m)
+        else:
+            module.register_buffer("weight_mask", m.clone())
+        if impl == "plain":
+            with torch.no_grad():
+                module.weight.mul_(module.weight_mask)
+
+
+def enforce_masks(model):
+    """Re-zero pruned weights (plain masking) after weights were loaded or rewound."""
+    if masking_impl(model) != "plain":
+        return
+    with torch.no_grad():
+        for module in prunable_modules(model).values():
+            module.weight.mul_(module.weight_mask)
+
+
+class GradientMasker:
+    """Zeroes the gradients of pruned weights in one fused call (plain masking's only cost).
+
+    Built once per model; call it after backward and before gradient clipping. A no-op when
+    the model has no plain masks (dense training, or hooks, whose gradients are already zero).
+    """
+
+    def __init__(self, model):
+        self.pairs = []
+        if masking_impl(model) == "plain":
+            self.pairs = [(m.weight, m.weight_mask) for m in prunable_modules(model).values()]
+
+    def __call__(self):
+        pairs = [(p.grad, m) for p, m in self.pairs if p.grad is not None]
+        if pairs:
+            grads, masks = zip(*pairs)
+            torch._foreach_mul_(list(grads), list(masks))
+
+
+def mask_gradients(model):
+    """One-off form of :class:`GradientMasker`."""
+    GradientMasker(model)()
+
+
+def remove_masks(model):
+    """Make pruning permanent and drop the masks: plain ``weight`` parameters, no buffers."""
+    for module in prunable_modules(model).values():
+        if prune.is_pruned(module):
+            prune.remove(module, "weight")
+        elif hasattr(module, "weight_mask"):
+            del module._buffers["weight_mask"]
+
+
+def effective_state_dict(model):
+    """State dict with plain names (``…weight``, effective values) and no ``weight_mask`` keys.
+
+    Checkpoints are written from this, so ``from_pretrained``/``load_state_dict`` on an unpruned
+    model of the same class reads them (the original's hooked state dicts could not, §9.19).
+    """
+    out = {}
+    for key, value in unwrap(model).state_dict().items():
+        if key.endswith(MASK_SUFFIX):
+            continue
+        if key.endswith(".weight_orig"):
+            base = key[: -len("_orig")]
+            value = value * unwrap(model).state_dict()[base + "_mask"]
+            key = base
+        out[key] = value.detach()
+    return out
+
+
+# --- global magnitude pruning ------------------------------------------------------------
+
+def _scores(weight, mask, out=None):
+    """|weight| as float32 on the CPU, with pruned entries set to -1 so that they rank first."""
+    s = torch.abs(weight.detach().to("cpu", torch.float32), out=out)
+    if mask is not None:
+        s.masked_fill_(~mask.detach().to("cpu", torch.bool), -1.0)
+    return s
+
+
+def _sample_scores(weights, masks, n_sample, seed=0):
+    """Scores of ``n_sample`` entries drawn uniformly (with replacement) over all matrices."""
+    gen = torch.Generator().manual_seed(seed)
+    sizes = torch.tensor([w.numel() for w in weights])
+    offsets = torch.cumsum(sizes, 0) - sizes
+    idx = torch.randint(int(sizes.sum()), (n_sample,), generator=gen).sort().values
+    owner = torch.searchsorted(offsets, idx, right=True) - 1
+    parts = []
+    for i, (w, m) in enumerate(zip(weights, masks)):
+        local = idx[owner == i] - offsets[i]
+        if local.numel():
+            flat_w = w.detach().reshape(-1)[local.to(w.device)]
+            flat_m = None if m is None else m.detach().reshape(-1)[local.to(m.device)]
+            parts.append(_scores(flat_w, flat_m))
+    return torch.cat(parts).sort().values
+
+
+def magnitude_masks(weights, masks, amount):
+    """New masks after pruning ``amount`` of the surviving entries by global |weight|.
+
+    Faithful to ``prune.global_unstructured(..., L1Unstructured, amount)``: exactly
+    ``round(amount * remaining)`` of the smallest surviving entries go, earlier zeros stay.
+    Ties at the threshold are broken by position (torch's ``topk`` order is unspecified).
+
+    The threshold is found without sorting or copying everything: a sample's quantiles bracket
+    it, one pass per matrix counts the entries below the bracket and keeps those inside it, a
+    selection on that small set gives the exact value, and a second pass writes the masks.
+    Extra memory is one matrix of scores plus the bracketed entries.
+
+    weights: list of tensors (scores are their absolute values); masks: list of 0/1 tensors
+    (or None for no earlier pruning). Returns a list of bool tensors on the CPU.
+    """
+    if not 0.0 <= amount <= 1.0:
+        raise UserError(f"pruning amount must lie in [0, 1], got {amount}")
+    if masks is None:
+        masks = [None] * len(weights)
+    total = sum(w.numel() for w in weights)
+    already = sum(0 if m is None else m.numel() - int(m.to(torch.bool).sum()) for m in masks)
+    n_prune = round(amount * (total - already))  # python round, as torch's _compute_nparams_toprune
+    if n_prune == 0:
+        return [torch.ones(w.shape, dtype=torch.bool) if m is None else m.detach().to("cpu", torch.bool)
+                for w, m in zip(weights, masks)]
+    target = already + n_prune  # the target-th smallest score is the last one to go
+    threshold, n_below, n_equal = _select(weights, masks, target, total)
+    ties_to_prune = target - n_below  # 1 <= ties_to_prune <= n_equal
+    out = []
+    for w, m in zip(weights, masks):
+        s = _scores(w, m)
+        keep = s > threshold
+        if ties_to_prune < n_equal:  # keep the ties beyond the first ties_to_prune, by position
+            tie_idx = (s.view(-1) == threshold).nonzero().flatten()
+            keep.view(-1)[tie_idx[ties_to_prune:]] = True
+            ties_to_prune = max(0, ties_to_prune - tie_idx.numel())
+            n_equal -= tie_idx.numel()
+        out.append(keep)
+    return out
+
+
+def _select(weights, masks, target, total):
+    """(value of the target-th smallest score, #scores below it, #scores equal to it)."""
+    m = min(total, 1 << 18)
+    sample = _sample_scores(weights, masks, m)
+    q = target / total
+    margin = 8 * math.sqrt(max(q * (1 - q), 1.0 / m) / m) + 2.0 / m  # 8 standard errors
+    lo = sample[max(0, math.floor((q - margin) * m))].item()
+    hi = sample[min(m - 1, math.ceil((q + margin) * m))].item()
+    below, inside = 0, []
+    for w, mk in zip(weights, masks):
+        s = _scores(w, mk).view(-1)
+        below += int((s < lo).sum())
+        inside.append(s[(s >= lo) & (s <= hi)])
+    inside = torch.cat(inside)
+    if not below < target <= below + inside.numel():  # the bracket missed (rare): take all
+        lo, below = -math.inf, 0
+        inside = torch.cat([_scores(w, mk).view(-1) for w, mk in zip(weights, masks)])
+    value = torch.kthvalue(inside, target - below).values.item()
+    return value, below + int((inside < value).sum()), int((inside == value).sum())
+
+
+def global_magnitude_prune(model, amount, impl=None):
+    """Prune ``amount`` of the model's surviving prunable weights by global magnitude, in place.
+
+    Scores are the effective weights (trained weight × existing mask). Returns the new masks
+    (``{mask key: bool tensor}``). ``impl`` defaults to the masking already attached, else plain.
+    """
+    modules = prunable_modules(model)
+    names = list(modules)
+    weights = [modules[n].weight for n in names]  # effective weight under hooks too
+    old = [getattr(modules[n], "weight_mask", None) for n in names]
+    new = magnitude_masks(weights, None if all(o is None for o in old) else old, amount)
+    masks = {mask_key(n): m for n, m in zip(names, new)}
+    apply_masks(model, masks, impl or masking_impl(model) or "plain")
+    return masks
+
+
+def imp_amount(pruning_step, rounds=10):
+    """The original IMP schedule: ``1/(10-k)`` of what remains, i.e. 10 % of the original set
+    per event (10 %, 20 %, … 100 % after k+1 events; §1.2)."""
+    return 1.0 / (rounds - pruning_step)
+
+
+# --- rewinding ---------------------------------------------------------------------------
+
+def snapshot_state(model):
+    """A detached CPU *copy* of the model's weights under plain names (the rewind target).
+
+    The original aliased the live tensors, so its rewind silently did nothing on CPU and in
+    LT_pretrain (§2.4); cloning makes the rewind real.
+    """
+    return {k: v.detach().clone().cpu() for k, v in effective_state_dict(model).items()}
+
+
+def rewind(model, snapshot, include_head=False):
+    """Copy the snapshot's backbone (every ``bert.*`` tensor) back into the model, in place.
+
+    Masks are kept (pruned weights stay zero); the task head keeps its trained values unless
+    ``include_head`` (then it returns to the snapshot's values too).
+    """
+    model = unwrap(model)
+    params = dict(model.named_parameters())
+    params.update(model.named_buffers())
+    with torch.no_grad():
+        for key, value in snapshot.items():
+            if not key.startswith("bert.") and not include_head:
+                continue
+            target = params.get(key + "_orig") if key + "_orig" in params else params.get(key)
+            if target is None:
+                continue  # non-persistent buffers and the like
+            target.copy_(value.to(target.device, target.dtype))
+    enforce_masks(model)
+
+
+# --- sparsity report ---------------------------------------------------------------------
+
+def sparsity_report(masks, model=None):
+    """Per matrix, over the prunable set (the paper's number) and over the whole model.
+
+    Percentages of pruned entries. ``model`` (optional) supplies the whole-model parameter count.
+    """
+    per = {}
+    total = pruned = 0
+    for key, m in masks.items():
+        n = m.numel()
+        z = n - int(m.to(torch.bool).sum())
+        per[key] = {"shape": list(m.shape), "total": n, "pruned": z, "sparsity": 100.0 * z / n}
+        total += n
+        pruned += z
+    report = {
+        "matrices": len(masks),
+        "prunable": {"total": total, "pruned": pruned, "sparsity": 100.0 * pruned / max(total, 1)},
+        "per_matrix": per,
+    }
+    if model is not None:
+        n_params = sum(
+            p.numel() for n, p in unwrap(model).named_parameters()
+        )
+        report["model"] = {"total": n_params, "pruned": pruned, "sparsity": 100.0 * pruned / n_params}
+    return report
+
+
+def format_sparsity(report):
+    """One line for logs: prunable-set and whole-model sparsity."""
+    line = (f"sparsity {report['prunable']['sparsity']:.2f}% of {report['prunable']['total']:,} "
+            f"prunable weights in {report['matrices']} matrices")
+    if "model" in report:
+        line += f" ({report['model']['sparsity']:.2f}% of all {report['model']['total']:,} parameters)"
+    return line
+
+
+def model_sparsity(model):
+    """Percentage of exact zeros among the effective prunable weights (``see_weight_rate``)."""
+    modules = prunable_modules(model)
+    zeros = sum(int((m.weight == 0).sum()) for m in modules.values())
+    return 100.0 * zeros / count_prunable(model)
+
+
+# --- mask files --------------------------------------------------------------------------
+
+def atomic_write(path, write_fn):
+    """Write a file through ``write_fn(tmp_path)`` then rename it into place: never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write_fn(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path, obj):
+    """Atomic JSON write (indent 1, keys in insertion order)."""
+    def _write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=1)
+            f.write("\n")
+    atomic_write(path, _write)
+
+
+def report_path(mask_path):
+    """``…/mask.pt`` -> ``…/mask_sparsity.json``."""
+    p = Path(mask_path)
+    return p.with_name(p.stem + "_sparsity.json")
+
+
+def save_mask(path, masks, model=None, fmt="bool"):
+    """Write a mask file (dict of mask key -> tensor, CPU) and its sparsity report beside it.
+
+    ``fmt="bool"`` (default) stores 1 byte per entry; ``fmt="float"`` the original's float32
+    0./1. tensors (4× larger). Both load here, in ``prune.custom_from_mask`` and in the
+    original code. Returns the sparsity report.
+    """
+    dtype = {"bool": torch.bool, "float": torch.float32}.get(fmt)
+    if dtype is None:
+        raise UserError(f"--mask_format must be bool or float, not {fmt!r}")
+    data = {k: v.detach().to("cpu", dtype).contiguous() for k, v in masks.items()}
+    atomic_write(path, lambda tmp: torch.save(data, tmp))
+    report = sparsity_report(data, model)
+    write_json(report_path(path), report)
+    return report
+
+
+def load_mask(path, model=None):
+    """Read and check a mask file; returns ``{mask key: bool tensor}`` on the CPU.
+
+    Accepts the original's float files (also saved from CUDA) and ours (bool). With ``model``,
+    the keys must be exactly the model's prunable set and the shapes must match; any head's
+    mask fits any other head's model. Problems raise :class:`UserError` naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"mask file {path} not found")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # not a torch file, or a pickle of arbitrary objects
+        raise UserError(f"{path} is not a mask file: {str(err).splitlines()[0][:160]}") from None
+    if not isinstance(data, dict) or not data:
+        raise UserError(f"{path} is not a mask file: expected a dict of *.weight_mask tensors")
+    bad = [k for k, v in data.items() if not isinstance(v, torch.Tensor) or not str(k).endswith(MASK_SUFFIX)]
+    if bad:
+        raise UserError(f"{path} is not a mask file: entry {bad[0]!r} is not a *.weight_mask tensor")
+    masks = {}
+    for key, value in data.items():
+        if value.dtype != torch.bool:
+            if not bool(((value == 0) | (value == 1)).all()):
+                raise UserError(f"{path}: {key} has values other than 0 and 1")
+        masks[key] = value.to(torch.bool)
+    if model is not None:
+        check_mask_fits(masks, model, path)
+    return masks
+
+
+def check_mask_fits(masks, model, source="mask"):
+    """Raise :class:`UserError` unless ``masks`` has exactly the model's keys and shapes."""
+    shapes = prunable_shapes(model)
+    missing = [k for k in shapes if k not in masks]
+    extra = [k for k in masks if k not in shapes]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s), first {missing[0]}")
+        if extra:
+            parts.append(f"{len(extra)} extra key(s), first {extra[0]}")
+        raise UserError(
+            f"{source} does not fit this model ({len(shapes)} prunable matrices): " + "; ".join(parts)
+        )
+    for key, shape in shapes.items():
+        if tuple(masks[key].shape) != shape:
+            raise UserError(
+                f"{source}: {key} has shape {tuple(masks[key].shape)}, the model's weight is {shape} "
+                "(a mask for a model of another size?)"
+            )
+
+
+# --- layer-shuffled weights (pertub_weight.py) --------------------------------------------
+
+def shuffled_layer_weights(model, seed=None):
+    """The prunable matrices with whole encoder layers permuted (§6.2).
+
+    Target layer i receives all six matrices of layer perm[i] (one permutation for all six);
+    the pooler is copied unchanged; keys are plain ``…weight`` names. Returns (dict, perm).
+    """
+    modules = prunable_modules(model)
+    n_layers = 1 + max(int(_ENCODER_LINEAR.match(n).group(1)) for n in modules if n != POOLER)
+    perm = np.random.default_rng(seed).permutation(n_layers).tolist()
+    out = {}
+    for name, module in modules.items():
+        if name == POOLER:
+            source = name
+        else:
+            layer = int(_ENCODER_LINEAR.match(name).group(1))
+            source = name.replace(f"bert.encoder.layer.{layer}.", f"bert.encoder.layer.{perm[layer]}.", 1)
+        out[name + ".weight"] = _weight(modules[source]).detach().clone().cpu()
+    return out, perm
