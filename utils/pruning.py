@@ -328,7 +328,7 @@ def snapshot_state(model):
     return {k: v.detach().clone().cpu() for k, v in effective_state_dict(model).items()}
 
 
-def rewind(model, snapshot, include_head=False):
+def rewind(model, snapshot, include_head=False, include_backbone=True):
     """Copy the snapshot's backbone (every ``bert.*`` tensor) back into the model, in place.
 
     Masks are kept (pruned weights stay zero); the task head keeps its trained values unless
@@ -339,7 +339,7 @@ def rewind(model, snapshot, include_head=False):
     params.update(model.named_buffers())
     with torch.no_grad():
         for key, value in snapshot.items():
-            if not key.startswith("bert.") and not include_head:
+            if not (include_backbone if key.startswith("bert.") else include_head):
                 continue
             target = params.get(key + "_orig") if key + "_orig" in params else params.get(key)
             if target is None:

@@ -1,0 +1,56 @@
+"""One-shot pruning of the prunable set, with no training (ORIGINAL_BEHAVIOUR.md §6.1).
+
+``--weight pre``: one-shot magnitude pruning (OMP) of the pre-trained weights.
+``--weight rand``: magnitude pruning of freshly initialised weights, i.e. a uniformly random
+mask (the random-pruning baseline). Writes ``mask.pt`` (the original format: 73 keys for
+BERT-base), its sparsity report ``mask_sparsity.json``, and ``weight.pt`` (every other tensor,
+as the original) to ``--output_dir`` (default ``pretrain_prun/`` or ``random_prun/``).
+
+    python oneshot.py --weight pre --model glue --rate 0.5 \
+        --model_name_or_path ../shared/data/models/all-MiniLM-L6-v2
+"""
+import argparse
+from pathlib import Path
+
+import torch
+
+from utils.errors import run_cli
+from utils.models import HEADS, load_model
+from utils.pruning import atomic_write, effective_state_dict, format_sparsity, global_magnitude_prune, save_mask
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--weight", default="pre", choices=("pre", "rand"),
+                   help="prune the pre-trained weights (OMP) or random ones (random pruning)")
+    p.add_argument("--model", default="glue", choices=tuple(HEADS),
+                   help="task head to build (the mask is the same: heads are never pruned)")
+    p.add_argument("--rate", type=float, default=0.2, help="fraction of the prunable set to remove")
+    p.add_argument("--model_name_or_path", default="bert-base-uncased", help="local BERT checkpoint")
+    p.add_argument("--output_dir", default=None, help="default: pretrain_prun/ (pre) or random_prun/ (rand)")
+    p.add_argument("--seed", type=int, default=42, help="seed of the random weights (--weight rand)")
+    p.add_argument("--mask_format", choices=("bool", "float"), default="bool",
+                   help="bool (4x smaller) or the original's float32 tensors")
+    args = p.parse_args(argv)
+    if not 0.0 <= args.rate <= 1.0:
+        p.error(f"--rate must lie in [0, 1], got {args.rate}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    out = Path(args.output_dir or ("pretrain_prun" if args.weight == "pre" else "random_prun"))
+    model = load_model(args.model, args.model_name_or_path, init=args.weight, seed=args.seed)
+    masks = global_magnitude_prune(model, args.rate)
+    report = save_mask(out / "mask.pt", masks, model=model, fmt=args.mask_format)
+    weights = {k: v.clone() for k, v in effective_state_dict(model).items()}
+    atomic_write(out / "weight.pt", lambda tmp: torch.save(weights, tmp))
+    print(f"zero rate {report['prunable']['sparsity']:.4f}")
+    print(format_sparsity(report))
+    print(f"wrote {out / 'mask.pt'}, {out / 'mask_sparsity.json'}, {out / 'weight.pt'}")
+    return report
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,43 @@
+"""Layer-shuffled pre-trained weights (ORIGINAL_BEHAVIOUR.md §6.2).
+
+Permutes the depth order of the encoder layers: target layer i receives all six prunable
+matrices of layer perm[i] (one permutation for all six); the pooler, biases, LayerNorms and
+embeddings stay put. The file feeds ``--weight_pertub`` of the *_trans.py scripts.
+
+    python pertub_weight.py --model_name_or_path ../shared/data/models/all-MiniLM-L6-v2
+    # -> tmp/shuffle_weight.pt, where the README's fine-tuning commands read it
+"""
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from utils.errors import run_cli
+from utils.models import load_model, load_weight_file
+from utils.pruning import atomic_write, shuffled_layer_weights
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model_name_or_path", default="bert-base-uncased", help="local BERT checkpoint")
+    p.add_argument("--seed", type=int, default=None, help="seed of the permutation (default: unseeded, as the original)")
+    p.add_argument("--output", default="tmp/shuffle_weight.pt", help="file to write (folders are created)")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    model = load_model("glue", args.model_name_or_path)
+    weights, perm = shuffled_layer_weights(model, seed=args.seed)
+    out = Path(args.output)
+    atomic_write(out, lambda tmp: torch.save(weights, tmp))
+    load_weight_file(load_model("glue", args.model_name_or_path), out)  # the original's check
+    print(f"layer permutation (target <- source): {json.dumps(perm)}")
+    print(f"wrote {len(weights)} matrices to {out}")
+    return perm
+
+
+if __name__ == "__main__":
+    run_cli(main)

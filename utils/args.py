@@ -1,0 +1,96 @@
+"""Command-line flags shared by the training scripts: every flag of the original is accepted
+(those it never read are marked unused), plus this project's additions.
+
+Each script builds its parser with :func:`training_parser` and adds its data flags, then the
+IMP (:func:`add_imp_args`) or fixed-mask (:func:`add_transfer_args`) group.
+"""
+import argparse
+import os
+from pathlib import Path
+
+UNUSED = "accepted for compatibility; unused, as in the original"
+
+
+def training_parser(description, logging_steps=500, save_steps=500, epochs=3.0, batch_size=8,
+                    learning_rate=5e-5):
+    """Parser with the legacy Hugging Face example flags and their per-script defaults."""
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    a = p.add_argument
+    a("--output_dir", required=True, help="where results, masks and checkpoints go")
+    a("--model_type", default="bert", help="only 'bert' is supported")
+    a("--model_name_or_path", default="bert-base-uncased",
+      help="local folder of a BERT checkpoint (or a name already in the local HF cache)")
+    a("--config_name", default="", help="config folder if not the model's")
+    a("--tokenizer_name", default="", help="tokenizer folder if not the model's")
+    a("--cache_dir", default="", help="folder for tokenised-data caches (default ~/.cache/bert-tickets)")
+    a("--do_train", action="store_true", help="train (IMP or fine-tuning)")
+    a("--do_eval", action="store_true", help=UNUSED + " (evaluation comes from --evaluate_during_training)")
+    a("--evaluate_during_training", action="store_true", help="evaluate every --logging_steps")
+    a("--do_lower_case", action="store_true", help="lower-case input (uncased models lower-case anyway)")
+    a("--per_gpu_train_batch_size", type=int, default=batch_size, help="batch size per process")
+    a("--per_gpu_eval_batch_size", type=int, default=batch_size, help="evaluation batch size")
+    a("--gradient_accumulation_steps", type=int, default=1, help="updates accumulate this many batches")
+    a("--learning_rate", type=float, default=learning_rate, help="peak learning rate of AdamW")
+    a("--weight_decay", type=float, default=0.0, help="AdamW decay (not on biases/LayerNorm)")
+    a("--adam_epsilon", type=float, default=1e-8, help="AdamW epsilon")
+    a("--max_grad_norm", type=float, default=1.0, help="gradient clipping norm")
+    a("--num_train_epochs", type=float, default=epochs, help="epochs (IMP: of the whole run)")
+    a("--max_steps", type=int, default=-1, help="if > 0: stop after this many updates (sets t_total)")
+    a("--warmup_steps", type=int, default=0, help="linear warm-up steps")
+    a("--logging_steps", type=int, default=logging_steps, help="evaluate/log every N updates")
+    a("--save_steps", type=int, default=save_steps, help="IMP round length / checkpoint period (0: none)")
+    a("--eval_all_checkpoints", action="store_true", help=UNUSED)
+    a("--no_cuda", action="store_true", help="run on the CPU even if CUDA is there")
+    a("--overwrite_output_dir", action="store_true", help="allow a non-empty --output_dir")
+    a("--overwrite_cache", action="store_true", help="rebuild tokenised-data caches")
+    a("--seed", type=int, default=42, help="seed for head init, data order and masking")
+    a("--fp16", action="store_true", help="float16 autocast + GradScaler (CUDA)")
+    a("--fp16_opt_level", default="O1", help=UNUSED + " (apex is replaced by torch.amp)")
+    a("--bf16", action="store_true", help="bfloat16 autocast (CUDA or CPU)")
+    a("--local_rank", type=int, default=-1, help="set by torchrun through LOCAL_RANK")
+    a("--server_ip", default="", help=UNUSED)
+    a("--server_port", default="", help=UNUSED)
+    a("--mask_impl", choices=("plain", "hooks"), default="plain",
+      help="plain: hook-free masking at dense speed; hooks: torch.nn.utils.prune as the original")
+    a("--mask_format", choices=("bool", "float"), default="bool",
+      help="mask.pt tensors: bool (4x smaller) or the original's float32")
+    a("--pad_to_max_length", action="store_true",
+      help="pad every batch to --max_seq_length as the original (default: longest in batch)")
+    a("--num_workers", type=int, default=0, help="DataLoader worker processes")
+    return p
+
+
+def add_imp_args(p, rewind_default="pretrained"):
+    """Flags of the IMP scripts (LT_*.py)."""
+    a = p.add_argument
+    a("--rewind", choices=("pretrained", "none"), default=rewind_default,
+      help="after each pruning, rewind the backbone to the pre-trained weights, or keep training")
+    a("--rewind_head", action="store_true",
+      help="also return the task head to its initial (random) values each round (default: the "
+           "head keeps its trained values, as the original)")
+    a("--round_schedule", choices=("whole_run", "per_round"), default="whole_run",
+      help="whole_run: each round restarts a linear schedule spanning the whole run (original); "
+           "per_round: the schedule decays to 0 within each round")
+    a("--imp_rounds", type=int, default=10,
+      help="pruning events: each removes 1/rounds of the original prunable set")
+    a("--save_round_weights", type=int, default=1, choices=(0, 1),
+      help="1: save each round's trained weights in checkpoint-<step>/ (as the original)")
+
+
+def add_transfer_args(p):
+    """Flags of the fixed-mask scripts (*_trans.py)."""
+    a = p.add_argument
+    a("--dir", default=None, choices=("pre", "rand"),
+      help="pre: pre-trained weights; rand: random init (default pre; the original crashed without it)")
+    a("--mask_dir", default=None, help="mask.pt to apply and keep fixed (none: dense)")
+    a("--weight_pertub", default=None,
+      help="partial state dict (e.g. tmp/shuffle_weight.pt) loaded over the weights before masking")
+
+
+def data_cache_dir(args):
+    """Folder for tokenised-data caches: --cache_dir, else ~/.cache/bert-tickets (never the data
+    folder, which may be shared or read-only)."""
+    if args.cache_dir:
+        return Path(args.cache_dir)
+    return Path(os.environ.get("BERT_TICKETS_CACHE", Path.home() / ".cache" / "bert-tickets"))

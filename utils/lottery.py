@@ -1,0 +1,143 @@
+"""The two experiment drivers the scripts share: iterative magnitude pruning (IMP, the LT_*.py
+scripts) and fine-tuning with a fixed mask (the *_trans.py scripts).
+
+IMP as the original runs it (ORIGINAL_BEHAVIOUR.md §2.2, §4.3): train; at every ``--save_steps``
+save the round's weights, prune 1/(10-k) of what remains by global magnitude (10 %, 20 %, … of
+the original set), rewind the backbone to the pre-trained weights (a real copy: the original's
+aliasing made this a no-op on CPU and in LT_pretrain), write ``checkpoint-<step>/mask.pt`` and
+its sparsity report, reset AdamW and the schedule; stop after the 10th pruning event.
+"""
+import torch
+
+from utils.models import load_model, load_weight_file
+from utils.pruning import (
+    apply_masks,
+    format_sparsity,
+    global_magnitude_prune,
+    imp_amount,
+    load_mask,
+    model_sparsity,
+    rewind,
+    save_mask,
+    snapshot_state,
+    unwrap,
+)
+from utils.train import Trainer, save_weights
+
+
+def _broadcast_masks(args, masks):
+    """Under torchrun every rank must hold rank 0's mask (one mask on every rank)."""
+    if args.world_size <= 1:
+        return masks
+    import torch.distributed as dist
+
+    for key in masks:
+        t = masks[key].to(args.device, torch.uint8)
+        dist.broadcast(t, src=0)
+        masks[key] = t.bool().cpu()
+    return masks
+
+
+class IMPRunner:
+    """State of one IMP run: the rewind target and the number of pruning events so far.
+
+    ``prune_first`` (LT_pretrain) prunes 10 % before any training and writes that mask to
+    ``checkpoint-0/mask.pt`` (the original never saved it).
+    """
+
+    def __init__(self, args, model):
+        self.args = args
+        self.model = model
+        self.rounds = args.imp_rounds
+        self.pruning_step = 0
+        need_snapshot = args.rewind == "pretrained" or args.rewind_head
+        self.snapshot = snapshot_state(model) if need_snapshot else None
+
+    def prune(self, trainer, step):
+        """One pruning event: prune, rewind, save the mask, reset the optimizer."""
+        args = self.args
+        amount = imp_amount(self.pruning_step, self.rounds)
+        masks = global_magnitude_prune(self.model, amount, impl=args.mask_impl)
+        if args.world_size > 1:
+            apply_masks(self.model, _broadcast_masks(args, masks), args.mask_impl)
+        self.pruning_step += 1
+        if self.snapshot is not None:
+            rewind(self.model, self.snapshot, include_head=args.rewind_head,
+                   include_backbone=args.rewind == "pretrained")
+        path = trainer.out / f"checkpoint-{step}" / "mask.pt"
+        report = None
+        if trainer.args.rank == 0:
+            report = save_mask(path, masks, model=unwrap(self.model), fmt=args.mask_format)
+            print(f"pruning event {self.pruning_step}/{self.rounds} at step {step}: "
+                  f"zero_rate = {report['prunable']['sparsity']:.2f} -> {path}")
+            print(format_sparsity(report))
+            trainer.results.setdefault("masks", []).append(
+                {"step": step, "pruning_event": self.pruning_step,
+                 "sparsity": report["prunable"]["sparsity"], "path": str(path.relative_to(trainer.out))})
+            trainer.write_results()
+        trainer.reset_optimizer()
+        return report
+
+    def on_save(self, trainer, step):
+        """Hook for :class:`utils.train.Trainer` at every ``--save_steps``."""
+        if self.args.save_round_weights and trainer.args.rank == 0:
+            save_weights(self.model, trainer.out / f"checkpoint-{step}")  # round just trained
+        self.prune(trainer, step)
+        return "stop" if self.pruning_step >= self.rounds else None
+
+
+def run_imp(args, model, train_dataset, collate_fn, evaluate_fn, script, prune_first=False,
+            results_extra=None):
+    """Run IMP end to end; returns the :class:`Trainer` (its ``results`` hold everything)."""
+    runner = IMPRunner(args, model)
+    extra = {"rewind": args.rewind, "rewind_head": args.rewind_head,
+             "round_schedule": args.round_schedule, **(results_extra or {})}
+    trainer = Trainer(args, model, train_dataset, collate_fn, evaluate_fn, script=script,
+                      on_save=runner.on_save, results_extra=extra)
+    if args.round_schedule == "per_round" and args.save_steps > 0:
+        trainer.schedule_steps = args.save_steps
+        trainer.reset_optimizer()
+    if prune_first:
+        runner.prune(trainer, 0)
+    trainer.train()
+    trainer.close()
+    return trainer
+
+
+def build_transfer_model(args, kind, **config_overrides):
+    """Model for the *_trans scripts (§5.2): ``--dir`` pre|rand, then ``--weight_pertub``,
+    then ``--mask_dir``. Prints ``model 0: <sparsity>`` as the original and returns
+    (model, initial sparsity in percent)."""
+    init = args.dir or "pre"
+    model = load_model(kind, args.model_name_or_path, init=init, seed=args.seed, **config_overrides)
+    if args.weight_pertub:
+        n = load_weight_file(model, args.weight_pertub)
+        print(f"--weight_pertub: {n} tensors loaded from {args.weight_pertub}")
+    if args.mask_dir:
+        apply_masks(model, load_mask(args.mask_dir, model), impl=args.mask_impl)
+    sparsity = model_sparsity(model)
+    print(f"model 0: {sparsity}")
+    return model, sparsity
+
+
+def run_transfer(args, model, initial_sparsity, train_dataset, collate_fn, evaluate_fn, script,
+                 final_eval=True, results_extra=None):
+    """Fine-tune with the mask fixed; ``result.pt`` starts with the initial sparsity (§5.2).
+    ``final_eval`` adds the one evaluation after training (glue_trans/squad_trans)."""
+    on_save = None
+    if args.save_steps > 0:
+        def on_save(trainer, step):
+            if trainer.args.rank == 0:
+                save_weights(model, trainer.out / f"checkpoint-{step}")
+    extra = {"init": args.dir or "pre", "mask": args.mask_dir, "weight_pertub": args.weight_pertub,
+             "initial_sparsity": initial_sparsity, **(results_extra or {})}
+    trainer = Trainer(args, model, train_dataset, collate_fn, evaluate_fn, script=script,
+                      on_save=on_save, results_extra=extra)
+    trainer.record.append(initial_sparsity)
+    if args.do_train:
+        trainer.train()
+    if final_eval and trainer.args.rank == 0:
+        trainer.results["final"] = trainer.evaluate(tag="final")
+    trainer.write_results()
+    trainer.close()
+    return trainer

@@ -1,0 +1,150 @@
+"""Models and tokenizers: the three task heads, pre-trained or random weights, the pooler
+that transformers 5 leaves out of the QA and MLM models, and ``--weight_pertub`` files.
+
+Nothing here downloads: ``--model_name_or_path`` is a local folder, or a name already in the
+local Hugging Face cache (``HF_HUB_OFFLINE=1`` is set on import).
+
+Example::
+
+    model = load_model("squad", "../shared/data/models/all-MiniLM-L6-v2")
+    tokenizer = load_tokenizer("../shared/data/models/all-MiniLM-L6-v2")
+"""
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # this tool never downloads a model
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoConfig,
+    AutoTokenizer,
+    BertForMaskedLM,
+    BertForQuestionAnswering,
+    BertForSequenceClassification,
+    BertModel,
+)
+from transformers.models.bert.modeling_bert import BertPooler  # noqa: E402
+
+from utils.errors import UserError  # noqa: E402
+
+transformers.logging.set_verbosity_error()
+transformers.utils.logging.disable_progress_bar()
+
+HEADS = {
+    "glue": BertForSequenceClassification,
+    "squad": BertForQuestionAnswering,
+    "pretrain": BertForMaskedLM,
+}
+
+
+def _config(name_or_path, **overrides):
+    try:
+        return AutoConfig.from_pretrained(name_or_path, **overrides)
+    except (OSError, ValueError) as err:
+        if not Path(name_or_path).exists():
+            raise UserError(f"--model_name_or_path {name_or_path}: no such folder, and not in the local "
+                            "Hugging Face cache (this tool never downloads; pass a local checkpoint "
+                            "folder)") from None
+        raise UserError(f"--model_name_or_path {name_or_path}: cannot load the model config: "
+                        f"{str(err).splitlines()[0][:200]}") from None
+
+
+def load_tokenizer(name_or_path, do_lower_case=None):
+    """The checkpoint's tokenizer; ``do_lower_case`` overrides its own setting when given."""
+    kwargs = {} if do_lower_case is None else {"do_lower_case": do_lower_case}
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+    except (OSError, ValueError) as err:
+        raise UserError(f"--model_name_or_path {name_or_path}: cannot load a tokenizer: "
+                        f"{str(err).splitlines()[0][:200]}") from None
+
+
+def attach_pooler(model, name_or_path=None):
+    """Give a QA or MLM model the ``bert.pooler`` that transformers 5 omits (§10).
+
+    The pooler takes the checkpoint's pre-trained pooler weights (read through ``BertModel``,
+    which keeps them), so the prunable set, the global ranking and the mask keys are the same
+    on every head. It stays unused in the forward pass. Returns the model.
+    """
+    bert = model.bert
+    if getattr(bert, "pooler", None) is not None:
+        return model
+    pooler = BertPooler(model.config)
+    if name_or_path is not None:
+        pooler.load_state_dict(BertModel.from_pretrained(name_or_path).pooler.state_dict())
+    bert.pooler = pooler.to(next(model.parameters()).device)
+    return model
+
+
+def load_model(kind, name_or_path, init="pre", seed=42, **config_overrides):
+    """Build the task model ``kind`` (glue | squad | pretrain) from a checkpoint.
+
+    ``init="pre"`` loads the pre-trained weights (the head starts random, N(0, 0.02));
+    ``init="rand"`` builds the same architecture with every weight drawn fresh from the
+    standard BERT init (normal(0, 0.02), zero biases, LayerNorm 1/0), seeded by ``seed``.
+    ``config_overrides`` go to the config (``num_labels``, ``finetuning_task``…).
+    """
+    if kind not in HEADS:
+        raise UserError(f"--model must be one of {', '.join(HEADS)}, not {kind!r}")
+    if init not in ("pre", "rand"):
+        raise UserError(f"--dir/--weight must be 'pre' or 'rand', not {init!r}")
+    config = _config(name_or_path, **config_overrides)
+    if getattr(config, "model_type", "bert") != "bert":
+        raise UserError(f"--model_name_or_path {name_or_path} is a {config.model_type} model; "
+                        "only BERT is supported (--model_type bert)")
+    cls = HEADS[kind]
+    torch.manual_seed(seed)  # the random head (and --dir rand) is reproducible per --seed
+    if init == "rand":
+        model = cls(config)
+        if getattr(model.bert, "pooler", None) is None:
+            model.bert.pooler = BertPooler(config)
+            model.bert.pooler.apply(model._init_weights)
+        return model
+    try:
+        model = cls.from_pretrained(name_or_path, config=config)
+    except (OSError, ValueError) as err:
+        raise UserError(f"--model_name_or_path {name_or_path}: cannot load weights: "
+                        f"{str(err).splitlines()[0][:200]}") from None
+    if kind == "pretrain" and _missing_mlm_head(name_or_path):
+        print(f"note: {name_or_path} has no MLM head; cls.predictions starts random")
+    return attach_pooler(model, name_or_path)
+
+
+def _missing_mlm_head(name_or_path):
+    """True when the checkpoint holds no ``cls.predictions`` weights (e.g. MiniLM sentence models)."""
+    folder = Path(name_or_path)
+    st = folder / "model.safetensors"
+    if st.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(st), "pt") as f:
+            return not any("predictions" in k for k in f.keys())
+    return False  # cannot tell cheaply (hub cache or .bin): say nothing
+
+
+def load_weight_file(model, path):
+    """``--weight_pertub``: overwrite model tensors with a partial state dict (e.g. shuffled
+    layers). Every key must exist in the model with the same shape (the original loaded it
+    strictly). Call before masks are attached. Returns the number of tensors replaced."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--weight_pertub file {path} not found")
+    try:
+        weights = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise UserError(f"--weight_pertub {path} is not a weight file: {str(err).splitlines()[0][:160]}") from None
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise UserError(f"--weight_pertub {path} is not a dict of tensors")
+    state = model.state_dict()
+    for key, value in weights.items():
+        if key not in state:
+            raise UserError(f"--weight_pertub {path}: key {key} is not in the model")
+        if tuple(value.shape) != tuple(state[key].shape):
+            raise UserError(f"--weight_pertub {path}: {key} has shape {tuple(value.shape)}, "
+                            f"the model's is {tuple(state[key].shape)}")
+    with torch.no_grad():
+        for key, value in weights.items():
+            state[key].copy_(value)
+    return len(weights)

@@ -1,0 +1,468 @@
+"""SQuAD v1.1: reading, legacy windowed features, n-best post-processing and evaluation.
+
+Reproduces the transformers 2.x ``run_squad.py`` data path (ORIGINAL_BEHAVIOUR.md §3.2, §7.2)
+on top of the fast tokenizer's character offsets:
+
+* questions are cut to ``max_query_length`` tokens;
+* context windows start every ``doc_stride`` tokens (the legacy meaning: the *advance* between
+  window starts, not the overlap that the modern ``stride=`` argument means);
+* a feature is ``[CLS] question [SEP] window [SEP]``; training features whose answer is not
+  wholly inside the window are labelled at the ``[CLS]`` position (0);
+* a token seen in several windows is "max context" only in the window where it has the most
+  context on both sides; the span search starts answers only at such tokens.
+
+Example (tiny CPU run)::
+
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained("../shared/data/models/all-MiniLM-L6-v2")
+    examples, feats = load_squad("../shared/data/squad/eval-split-of-dev-v1.1.json", tok,
+                                 is_training=False)
+    scores = evaluate_squad(model, examples, feats, SquadCollator(tok), 32, torch.device("cpu"))
+"""
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, SequentialSampler
+
+from utils.errors import UserError
+from utils.metrics import squad_scores
+
+EVAL_ONLY_COLUMNS = ("example_index", "offset_mapping", "token_is_max_context")
+CACHE_VERSION = 1  # bump when the feature layout changes, so old caches are not reused
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def _load_json(path):
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"SQuAD file {path} does not exist")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path} is not valid JSON: line {err.lineno}: {err.msg}") from None
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path} is not UTF-8 text: {err.reason}") from None
+
+
+def _need(obj, key, kind, where, path):
+    """Return ``obj[key]`` if it exists with type ``kind``; else a UserError naming the spot."""
+    spot = f"{where}: " if where else ""
+    if not isinstance(obj, dict) or key not in obj:
+        raise UserError(f"{path} is not SQuAD v1.1: {spot}'{key}' missing")
+    value = obj[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise UserError(f"{path} is not SQuAD v1.1: {spot}'{key}' is not a {kind.__name__}")
+    return value
+
+
+def _answer_matches(context, answer):
+    start = answer["answer_start"]
+    return context[start : start + len(answer["text"])] == answer["text"]
+
+
+def _read_answers(qa, qid, where, path):
+    answers = []
+    for n, ans in enumerate(_need(qa, "answers", list, where, path)):
+        spot = f"{where}.answers[{n}]"
+        answers.append({"text": _need(ans, "text", str, spot, path),
+                        "answer_start": _need(ans, "answer_start", int, spot, path)})
+    if not answers:  # the metric takes a max over gold answers, and training needs a label
+        raise UserError(f"{path} is not SQuAD v1.1: question {qid} has no answers")
+    return answers
+
+
+def read_squad_examples(path, is_training):
+    """Read a SQuAD v1.1 JSON file into flat examples.
+
+    Returns ``(examples, skipped)``: each example is ``{"id", "title", "context", "question",
+    "answers": [{"text", "answer_start"}, ...]}``. When ``is_training``, the first answer is the
+    label (as in the legacy code); a question whose first answer's text is not found at its
+    ``answer_start`` in the context gets one warning line (with the question id) and is skipped
+    (counted in ``skipped``). When evaluating every question is kept: only gold texts count.
+    Bad files (missing, not JSON, wrong shape, a question without answers) raise UserError.
+    """
+    raw = _load_json(path)
+    data = _need(raw, "data", list, "", path)
+    examples, skipped = [], 0
+    for i, article in enumerate(data):
+        title = _need(article, "title", str, f"data[{i}]", path)
+        for j, para in enumerate(_need(article, "paragraphs", list, f"data[{i}]", path)):
+            where = f"data[{i}].paragraphs[{j}]"
+            context = _need(para, "context", str, where, path)
+            for k, qa in enumerate(_need(para, "qas", list, where, path)):
+                qwhere = f"{where}.qas[{k}]"
+                qid = _need(qa, "id", str, qwhere, path)
+                question = _need(qa, "question", str, qwhere, path)
+                answers = _read_answers(qa, qid, qwhere, path)
+                if is_training and not _answer_matches(context, answers[0]):
+                    print(f"warning: {path}: question {qid}: answer {answers[0]['text']!r} is not "
+                          f"at offset {answers[0]['answer_start']} of its context; skipped",
+                          file=sys.stderr)
+                    skipped += 1
+                    continue
+                examples.append({"id": qid, "title": title, "context": context,
+                                 "question": question, "answers": answers})
+    return examples, skipped
+
+
+# --- features ------------------------------------------------------------------------------
+
+
+def _check_lengths(max_seq_length, doc_stride, max_query_length):
+    if doc_stride < 1:
+        raise UserError(f"--doc_stride must be at least 1, got {doc_stride}")
+    if max_query_length < 1:
+        raise UserError(f"--max_query_length must be at least 1, got {max_query_length}")
+    if max_seq_length - max_query_length - 3 < 1:
+        raise UserError(f"--max_seq_length {max_seq_length} leaves no room for the context "
+                        f"after a {max_query_length}-token question (--max_query_length)")
+
+
+def _doc_windows(n_tokens, max_tokens_for_doc, doc_stride):
+    """Legacy windows as (start, length): advance by doc_stride, stop at the one reaching the end."""
+    windows, start = [], 0
+    while start < n_tokens:
+        length = min(max_tokens_for_doc, n_tokens - start)
+        windows.append((start, length))
+        if start + length == n_tokens:
+            break
+        start += min(length, doc_stride)
+    return windows
+
+
+def _max_context_windows(windows, n_tokens):
+    """For each context token, the window where it has most context (legacy score; first wins ties).
+
+    Score in a window = min(tokens on its left, tokens on its right) + 0.01 * window length.
+    """
+    best_score, best = [None] * n_tokens, [None] * n_tokens
+    for w, (start, length) in enumerate(windows):
+        end = start + length - 1
+        for p in range(start, end + 1):
+            score = min(p - start, end - p) + 0.01 * length
+            if best_score[p] is None or score > best_score[p]:
+                best_score[p], best[p] = score, w
+    return best
+
+
+def _tokenize(examples, tokenizer, max_query_length):
+    """Question ids (cut) and context ids/offsets (no specials); contexts tokenised once each."""
+    questions = tokenizer(list(examples["question"]), add_special_tokens=False)["input_ids"]
+    unique = list(dict.fromkeys(examples["context"]))
+    enc = tokenizer(unique, add_special_tokens=False, return_offsets_mapping=True)
+    by_context = {c: (ids, [list(o) for o in offs]) for c, ids, offs in
+                  zip(unique, enc["input_ids"], enc["offset_mapping"])}
+    return [q[:max_query_length] for q in questions], [by_context[c] for c in examples["context"]]
+
+
+def _answer_tokens(offsets, answer):
+    """First and last context token overlapping the answer's characters, or None."""
+    a0 = answer["answer_start"]
+    a1 = a0 + len(answer["text"])
+    hits = [t for t, (s, e) in enumerate(offsets) if s < a1 and e > a0]
+    return (hits[0], hits[-1]) if hits else None
+
+
+def _features(examples, tokenizer, max_seq_length, doc_stride, max_query_length, is_training):
+    _check_lengths(max_seq_length, doc_stride, max_query_length)
+    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+    queries, contexts = _tokenize(examples, tokenizer, max_query_length)
+    keys = ["input_ids", "token_type_ids", "attention_mask"]
+    keys += ["start_positions", "end_positions"] if is_training else list(EVAL_ONLY_COLUMNS)
+    out = {k: [] for k in keys}
+    for i, (query, (ctx_ids, ctx_offsets)) in enumerate(zip(queries, contexts)):
+        max_tokens_for_doc = max_seq_length - len(query) - 3
+        windows = _doc_windows(len(ctx_ids), max_tokens_for_doc, doc_stride)
+        doc_offset = len(query) + 2  # position of the window's first token in the feature
+        if is_training:
+            answer = _answer_tokens(ctx_offsets, examples["answers"][i][0])
+        else:
+            best_window = _max_context_windows(windows, len(ctx_ids))
+        for w, (start, length) in enumerate(windows):
+            input_ids = [cls_id] + query + [sep_id] + ctx_ids[start : start + length] + [sep_id]
+            out["input_ids"].append(input_ids)
+            out["token_type_ids"].append([0] * doc_offset + [1] * (length + 1))
+            out["attention_mask"].append([1] * len(input_ids))
+            if is_training:
+                inside = answer is not None and start <= answer[0] and answer[1] < start + length
+                out["start_positions"].append(answer[0] - start + doc_offset if inside else 0)
+                out["end_positions"].append(answer[1] - start + doc_offset if inside else 0)
+            else:
+                spans = ctx_offsets[start : start + length]
+                out["offset_mapping"].append([None] * doc_offset + spans + [None])
+                flags = [best_window[start + t] == w for t in range(length)]
+                out["token_is_max_context"].append([False] * doc_offset + flags + [False])
+                out["example_index"].append(i)
+    return out
+
+
+def build_train_features(examples, tokenizer, max_seq_length=384, doc_stride=128,
+                         max_query_length=64):
+    """Legacy training features of a batch of examples (a dict of columns or a list of dicts).
+
+    Returns columns input_ids, token_type_ids, attention_mask, start_positions, end_positions
+    (unpadded lists). The label is the first answer; it is 0/0 (the [CLS] token) in every
+    window that does not contain the whole answer.
+    """
+    return _features(_columns(examples), tokenizer, max_seq_length, doc_stride, max_query_length,
+                     is_training=True)
+
+
+def build_eval_features(examples, tokenizer, max_seq_length=384, doc_stride=128,
+                        max_query_length=64):
+    """Legacy evaluation features of a batch of examples (a dict of columns or a list of dicts).
+
+    Returns columns input_ids, token_type_ids, attention_mask, example_index (the example's
+    position in ``examples``), offset_mapping (per token ``[start, end]`` characters in the
+    context, None outside the window) and token_is_max_context.
+    """
+    return _features(_columns(examples), tokenizer, max_seq_length, doc_stride, max_query_length,
+                     is_training=False)
+
+
+def _columns(examples):
+    if isinstance(examples, list):
+        return {k: [ex[k] for ex in examples] for k in ("question", "context", "answers")}
+    return examples
+
+
+# --- loading with an on-disk cache --------------------------------------------------------------
+
+
+def _cache_path(path, tokenizer, is_training, cache_dir, params):
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = json.dumps([CACHE_VERSION, str(path), stat.st_size, stat.st_mtime_ns,
+                      type(tokenizer).__name__, tokenizer.vocab_size, tokenizer.name_or_path,
+                      bool(is_training), *params])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    folder = Path(cache_dir) if cache_dir else path.parent / ".cache"
+    split = "train" if is_training else "eval"
+    return folder / f"squad_{split}_{path.stem}_{digest}", digest
+
+
+def load_squad(path, tokenizer, is_training, max_seq_length=384, doc_stride=128,
+               max_query_length=64, cache_dir=None, overwrite_cache=False):
+    """Examples and tokenised features (a ``datasets.Dataset``) of a SQuAD v1.1 file.
+
+    Features come from :func:`build_train_features` / :func:`build_eval_features` through
+    ``Dataset.map(batched=True)`` and are cached on disk (``cache_dir`` or ``.cache/`` next to
+    the file), keyed by the file, the tokenizer and every length parameter.
+    """
+    from datasets import Dataset, load_from_disk
+
+    _check_lengths(max_seq_length, doc_stride, max_query_length)
+    examples, skipped = read_squad_examples(path, is_training)
+    if not examples:
+        raise UserError(f"{path} holds no usable SQuAD questions")
+    params = (max_seq_length, doc_stride, max_query_length)
+    target, digest = _cache_path(path, tokenizer, is_training, cache_dir, params)
+    if target.is_dir() and not overwrite_cache:
+        features = load_from_disk(str(target))
+    else:
+        builder = build_train_features if is_training else build_eval_features
+        source = Dataset.from_list(examples)
+
+        def fn(batch, indices):
+            out = builder(batch, tokenizer, *params)
+            if not is_training:  # batch positions -> positions in the whole examples list
+                out["example_index"] = [indices[i] for i in out["example_index"]]
+            return out
+
+        features = source.map(fn, batched=True, with_indices=True,
+                              remove_columns=source.column_names, new_fingerprint=digest)
+        try:
+            _save_atomic(features, target)
+        except OSError as err:  # e.g. a read-only data folder: run on, uncached
+            print(f"warning: cannot write the feature cache {target} ({err.strerror}); "
+                  f"features not cached, pass a writable cache_dir", file=sys.stderr)
+    print(f"SQuAD {path}: {len(examples)} examples, {len(features)} features, "
+          f"{skipped} skipped questions")
+    return examples, features
+
+
+def _save_atomic(dataset, target):
+    """save_to_disk into a temporary sibling folder, then os.replace it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=target.name + ".tmp", dir=target.parent)
+    try:
+        dataset.save_to_disk(tmp)
+        if target.is_dir():  # overwrite_cache: os.replace cannot replace a non-empty folder
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- batching ------------------------------------------------------------------------------------
+
+
+class SquadCollator:
+    """Pads input_ids/token_type_ids/attention_mask to the batch's longest (or a fixed length).
+
+    Keeps start_positions/end_positions when present; drops the eval-only columns.
+    """
+
+    def __init__(self, tokenizer, pad_to_max_length=None):
+        self.pad_id = tokenizer.pad_token_id
+        self.pad_to_max_length = pad_to_max_length
+
+    def __call__(self, features):
+        """Turn a list of feature dicts into a dict of LongTensors."""
+        longest = max(len(f["input_ids"]) for f in features)
+        length = self.pad_to_max_length or longest
+        if longest > length:
+            raise ValueError(f"a feature has {longest} tokens, more than pad_to_max_length {length}")
+        pads = {"input_ids": self.pad_id, "token_type_ids": 0, "attention_mask": 0}
+        batch = {k: torch.tensor([list(f[k]) + [v] * (length - len(f[k])) for f in features])
+                 for k, v in pads.items()}
+        for k in ("start_positions", "end_positions"):
+            if k in features[0]:
+                batch[k] = torch.tensor([f[k] for f in features])
+        return batch
+
+
+# --- post-processing and evaluation ---------------------------------------------------------------
+
+
+def _best_indexes(logits, n_best_size):
+    """Indices of the n largest logits, ties in position order (as the legacy sorted())."""
+    return np.argsort(-logits, kind="stable")[:n_best_size]
+
+
+def _softmax(scores):
+    scores = np.asarray(scores, dtype=np.float64)
+    exp = np.exp(scores - scores.max())
+    return exp / exp.sum()
+
+
+def postprocess_predictions(examples, features, all_start_logits, all_end_logits, n_best_size=20,
+                            max_answer_length=30):
+    """Turn per-feature start/end logits into answer texts (legacy v1.1 n-best search, numpy only).
+
+    Args:
+        examples: the examples list of :func:`read_squad_examples` (needs "id" and "context").
+        features: evaluation features (a ``datasets.Dataset`` or the dict of
+            :func:`build_eval_features`) with columns example_index, offset_mapping and
+            token_is_max_context.
+        all_start_logits, all_end_logits: one row of logits per feature, in feature order (a 2-D
+            array padded beyond each feature's length, or a list of 1-D arrays). Positions past
+            a feature's own length are ignored.
+        n_best_size: candidates per feature for the start and for the end (top logits), and the
+            length of each n-best list.
+        max_answer_length: longest answer, in tokens.
+
+    For every example, each of its features proposes the spans (start, end) with start and end
+    among that feature's top ``n_best_size`` logits, both inside the context, the start token
+    max-context in that feature, ``end >= start`` and at most ``max_answer_length`` tokens.
+    Candidates are ranked by ``start_logit + end_logit`` (stable: earlier features and higher
+    single logits first on ties); texts repeated lower in the ranking are dropped, as in the
+    legacy code. The text is the exact substring ``context[char_start:char_end]`` of the original
+    context, so it maps back with no normalisation. An example with no valid span predicts "".
+
+    Returns ``(predictions, nbest)``: ``{id: text}`` and ``{id: [{"text", "probability",
+    "start_logit", "end_logit"}, ...]}``, the probabilities a softmax of the n-best total scores.
+    """
+    columns = ["example_index", "offset_mapping", "token_is_max_context"]
+    if hasattr(features, "select_columns"):  # a Dataset: one columnar read, not row by row
+        features = features.select_columns(columns)[:]
+    example_index, offset_mapping, max_context = (features[c] for c in columns)
+    per_example = {}
+    for f, ex in enumerate(example_index):
+        per_example.setdefault(ex, []).append(f)
+    predictions, nbest = {}, {}
+    for e, example in enumerate(examples):
+        context = example["context"]
+        candidates = []
+        for f in per_example.get(e, []):
+            offsets, flags = offset_mapping[f], max_context[f]
+            start_logits = np.asarray(all_start_logits[f], dtype=np.float64)[: len(offsets)]
+            end_logits = np.asarray(all_end_logits[f], dtype=np.float64)[: len(offsets)]
+            end_indexes = _best_indexes(end_logits, n_best_size)
+            for s in _best_indexes(start_logits, n_best_size):
+                if offsets[s] is None or not flags[s]:
+                    continue
+                for t in end_indexes:
+                    if offsets[t] is None or t < s or t - s + 1 > max_answer_length:
+                        continue
+                    candidates.append((float(start_logits[s]), float(end_logits[t]),
+                                       offsets[s][0], offsets[t][1]))
+        candidates.sort(key=lambda c: c[0] + c[1], reverse=True)
+        entries, seen = [], set()
+        for start_logit, end_logit, c0, c1 in candidates:
+            text = context[c0:c1]
+            if text in seen:
+                continue
+            seen.add(text)
+            entries.append({"text": text, "start_logit": start_logit, "end_logit": end_logit})
+            if len(entries) == n_best_size:
+                break
+        if not entries:
+            entries = [{"text": "", "start_logit": 0.0, "end_logit": 0.0}]
+        probs = _softmax([x["start_logit"] + x["end_logit"] for x in entries])
+        nbest[example["id"]] = [{"text": x["text"], "probability": float(p),
+                                 "start_logit": x["start_logit"], "end_logit": x["end_logit"]}
+                                for x, p in zip(entries, probs)]
+        predictions[example["id"]] = entries[0]["text"]
+    return predictions, nbest
+
+
+def _write_json_atomic(obj, path):
+    tmp = Path(str(path) + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False)
+    os.replace(tmp, path)
+
+
+def _predict_logits(model, features, collator, batch_size, device, amp_dtype):
+    """Start/end logits per feature (1-D float arrays cut to each feature's length)."""
+    loader = DataLoader(features, sampler=SequentialSampler(features), batch_size=batch_size,
+                        collate_fn=collator)
+    starts, ends = [], []
+    with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype,
+                                         enabled=amp_dtype is not None):
+        for batch in loader:
+            batch = {k: v.to(device) for k, v in batch.items()
+                     if k not in ("start_positions", "end_positions")}
+            out = model(**batch)
+            lengths = batch["attention_mask"].sum(dim=1).tolist()
+            s = out.start_logits.float().cpu().numpy()
+            e = out.end_logits.float().cpu().numpy()
+            starts += [row[:n] for row, n in zip(s, lengths)]
+            ends += [row[:n] for row, n in zip(e, lengths)]
+    return starts, ends
+
+
+def evaluate_squad(model, examples, features, collator, batch_size, device, amp_dtype=None,
+                   n_best_size=20, max_answer_length=30, output_dir=None):
+    """Run a QA model over the features and score it with the official v1.1 EM/F1.
+
+    Writes ``predictions.json`` and ``nbest_predictions.json`` to ``output_dir`` when given
+    (each evaluation overwrites them). Returns ``{"exact", "f1", "total"}`` (percentages).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        starts, ends = _predict_logits(model, features, collator, batch_size, device, amp_dtype)
+    finally:
+        model.train(was_training)
+    predictions, nbest = postprocess_predictions(examples, features, starts, ends, n_best_size,
+                                                 max_answer_length)
+    if output_dir is not None:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        _write_json_atomic(predictions, Path(output_dir) / "predictions.json")
+        _write_json_atomic(nbest, Path(output_dir) / "nbest_predictions.json")
+    gold = {ex["id"]: [a["text"] for a in ex["answers"]] for ex in examples}
+    scores = squad_scores(predictions, gold)
+    return {"exact": float(scores["exact"]), "f1": float(scores["f1"]),
+            "total": int(scores["total"])}
