@@ -273,7 +273,9 @@ def test_load_squad_caches(squad_file, tokenizer, tmp_path, monkeypatch, capsys)
     cache = tmp_path / "cache"
     examples, feats = load_squad(squad_file, tokenizer, True, cache_dir=cache, **SMALL)
     assert capsys.readouterr().out.strip().endswith(": 3 examples, 9 features, 0 skipped questions")
-    assert feats["start_positions"] == [29, 21, 13, 0, 0, 23, 15, 0, feats["start_positions"][8]]
+    # The last feature: "Zürich's CITY" is z ##u ##r ##i ##c ##h ' s city, context tokens 4..12.
+    assert feats["start_positions"] == [29, 21, 13, 0, 0, 23, 15, 0, 12]
+    assert feats["end_positions"] == [29, 21, 13, 0, 0, 26, 18, 0, 20]
     assert len(list(cache.iterdir())) == 1
 
     def fail(*args, **kwargs):

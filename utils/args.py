@@ -58,7 +58,18 @@ def training_parser(description, logging_steps=500, save_steps=500, epochs=3.0, 
     a("--pad_to_max_length", action="store_true",
       help="pad every batch to --max_seq_length as the original (default: longest in batch)")
     a("--num_workers", type=int, default=0, help="DataLoader worker processes")
+    a("--max_train_samples", type=int, default=None,
+      help="use only the first N training examples (quick runs; default all)")
+    a("--max_eval_samples", type=int, default=None,
+      help="evaluate on only the first N examples (quick runs; default all)")
     return p
+
+
+def first(dataset, n):
+    """The first ``n`` rows of a ``datasets.Dataset`` (all of them when n is None)."""
+    if dataset is None or n is None or n >= len(dataset):
+        return dataset
+    return dataset.select(range(n))
 
 
 def add_imp_args(p, rewind_default="pretrained"):

@@ -336,3 +336,33 @@ def evaluate_glue(model, task_name, eval_datasets, collator, batch_size, device,
     finally:
         model.train(was_training)
     return result
+
+
+def glue_experiment(args, tokenizer):
+    """Data, collator and evaluation function of a GLUE run, from the scripts' flags.
+
+    Returns (task, train dataset or None without --do_train, collator, evaluate_fn) where
+    ``evaluate_fn(model) -> dict`` evaluates on the dev set(s) (MNLI: matched and mismatched).
+    """
+    from utils.args import data_cache_dir, first
+
+    task = get_task(args.task_name)
+    cache = data_cache_dir(args)
+    load = lambda name, split: load_glue_dataset(  # noqa: E731
+        args.data_dir, name, split, tokenizer, args.max_seq_length, cache, args.overwrite_cache)
+    train = first(load(task.name, "train"), args.max_train_samples) if args.do_train else None
+    evals = {name: first(load(name, "dev"), args.max_eval_samples) for name in eval_task_names(task.name)}
+    collator = GlueCollator(tokenizer, args.max_seq_length if args.pad_to_max_length else None)
+
+    def evaluate_fn(model):
+        return evaluate_glue(model, task.name, evals, collator, args.per_gpu_eval_batch_size,
+                             args.device, args.amp_dtype)
+
+    return task, train, collator, evaluate_fn
+
+
+def add_glue_args(parser):
+    """--data_dir, --task_name and --max_seq_length, as the original run_glue.py."""
+    parser.add_argument("--data_dir", required=True, help="folder with the task's TSV files")
+    parser.add_argument("--task_name", required=True, help=f"one of {', '.join(GLUE_TASKS)}")
+    parser.add_argument("--max_seq_length", type=int, default=128, help="longer pairs are truncated")

@@ -141,3 +141,20 @@ def run_transfer(args, model, initial_sparsity, train_dataset, collate_fn, evalu
     trainer.write_results()
     trainer.close()
     return trainer
+
+
+def start_run(args, script):
+    """Common start of every training script: checks, device, seed, output folder, args.json,
+    tokenizer. Returns the tokenizer."""
+    from utils.errors import UserError
+    from utils.models import load_tokenizer
+    from utils.train import prepare_output_dir, save_args, set_seed, setup_device
+
+    if args.model_type.lower() != "bert":
+        raise UserError(f"--model_type {args.model_type}: only bert is supported by the pruning code")
+    setup_device(args)
+    set_seed(args.seed)
+    prepare_output_dir(args)
+    save_args(args, script)
+    return load_tokenizer(args.tokenizer_name or args.model_name_or_path,
+                          do_lower_case=True if getattr(args, "do_lower_case", False) else None)

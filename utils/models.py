@@ -15,6 +15,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # this tool never downloads a model
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import datasets  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from transformers import (  # noqa: E402
@@ -31,6 +32,7 @@ from utils.errors import UserError  # noqa: E402
 
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
+datasets.disable_progress_bars()  # one tqdm bar (training) is enough in logs
 
 HEADS = {
     "glue": BertForSequenceClassification,

@@ -466,3 +466,68 @@ def evaluate_squad(model, examples, features, collator, batch_size, device, amp_
     scores = squad_scores(predictions, gold)
     return {"exact": float(scores["exact"]), "f1": float(scores["f1"]),
             "total": int(scores["total"])}
+
+
+def add_squad_args(parser):
+    """The data and post-processing flags of the original run_squad.py."""
+    from utils.args import UNUSED
+
+    a = parser.add_argument
+    a("--data_dir", default=None, help="folder of the JSON files (joined with --train_file/--predict_file)")
+    a("--train_file", default=None, help="SQuAD v1.1 training JSON (default with --data_dir: train-v1.1.json)")
+    a("--predict_file", default=None, help="SQuAD v1.1 evaluation JSON (default with --data_dir: dev-v1.1.json)")
+    a("--version_2_with_negative", action="store_true", help="SQuAD v2 is not supported (error)")
+    a("--null_score_diff_threshold", type=float, default=0.0, help=UNUSED + " (v2 only)")
+    a("--max_seq_length", type=int, default=384, help="tokens per window")
+    a("--doc_stride", type=int, default=128, help="advance between window starts (legacy meaning)")
+    a("--max_query_length", type=int, default=64, help="question tokens kept")
+    a("--n_best_size", type=int, default=20, help="start/end candidates in the span search")
+    a("--max_answer_length", type=int, default=30, help="longest answer in tokens")
+    a("--verbose_logging", action="store_true", help=UNUSED)
+    a("--lang_id", type=int, default=0, help=UNUSED)
+    a("--threads", type=int, default=1, help=UNUSED + " (datasets does the tokenisation)")
+
+
+def _squad_path(args, name, default):
+    from pathlib import Path
+
+    given = getattr(args, name)
+    if args.data_dir:
+        return Path(args.data_dir) / (given or default)
+    if given:
+        return Path(given)
+    raise UserError(f"--{name} (or --data_dir) is required: the tensorflow_datasets fallback of "
+                    "the original is not available offline")
+
+
+def squad_experiment(args, tokenizer):
+    """Data, collator and evaluation function of a SQuAD run, from the scripts' flags.
+
+    Returns (train features or None without --do_train, collator, evaluate_fn); evaluation
+    writes predictions.json and nbest_predictions.json into --output_dir.
+    """
+    from utils.args import data_cache_dir, first
+
+    if args.version_2_with_negative:
+        raise UserError("--version_2_with_negative: only SQuAD v1.1 is supported")
+    cache = data_cache_dir(args)
+    lengths = dict(max_seq_length=args.max_seq_length, doc_stride=args.doc_stride,
+                   max_query_length=args.max_query_length, cache_dir=cache,
+                   overwrite_cache=args.overwrite_cache)
+    train = None
+    if args.do_train:
+        _, train = load_squad(_squad_path(args, "train_file", "train-v1.1.json"), tokenizer, True, **lengths)
+        train = first(train, args.max_train_samples)
+    examples, features = load_squad(_squad_path(args, "predict_file", "dev-v1.1.json"), tokenizer, False, **lengths)
+    if args.max_eval_samples is not None and args.max_eval_samples < len(examples):
+        n = args.max_eval_samples
+        examples = examples[:n]
+        features = features.filter(lambda idx: idx < n, input_columns="example_index")
+    collator = SquadCollator(tokenizer, args.max_seq_length if args.pad_to_max_length else None)
+
+    def evaluate_fn(model):
+        return evaluate_squad(model, examples, features, collator, args.per_gpu_eval_batch_size,
+                              args.device, args.amp_dtype, args.n_best_size, args.max_answer_length,
+                              output_dir=args.output_dir)
+
+    return train, collator, evaluate_fn

@@ -266,3 +266,53 @@ def evaluate_mlm(model, dataset, tokenizer, batch_size, device, amp_dtype=None, 
     eval_loss = float(loss_sum / n_batches)
     perplexity = math.exp(eval_loss) if eval_loss < 709.0 else math.inf  # 709: the largest exp in a double
     return {"perplexity": perplexity, "acc": 100.0 * int(correct) / int(n_masked), "eval_loss": eval_loss}
+
+
+def add_text_args(parser):
+    """The data flags of the original run_language_modeling.py."""
+    from utils.args import UNUSED
+
+    a = parser.add_argument
+    a("--train_data_file", required=True, help="raw text to train on")
+    a("--eval_data_file", default=None, help="raw text to evaluate on")
+    a("--line_by_line", action="store_true", help="one example per non-blank line (default: blocks)")
+    a("--should_continue", action="store_true", help=UNUSED + " (resume from the newest checkpoint)")
+    a("--mlm", action="store_true", help="masked-language modelling (required for BERT)")
+    a("--mlm_probability", type=float, default=0.15, help="fraction of tokens corrupted")
+    a("--block_size", type=int, default=-1, help="tokens per block (-1: the model's maximum)")
+    a("--noise_rate", type=float, default=0.01, help=UNUSED)
+    a("--save_total_limit", type=int, default=None,
+      help=UNUSED + " (the original deleted old checkpoints, masks included; this never deletes masks)")
+    a("--eval_masking", choices=("fixed", "random"), default="fixed",
+      help="fixed: evaluation masks seeded by --seed, so repeated evaluations agree; random: fresh "
+           "masks from the global RNG at every evaluation, as the original")
+
+
+def mlm_experiment(args, tokenizer, model):
+    """Data, collator and evaluation function of an MLM run, from the scripts' flags.
+
+    Returns (train dataset or None without --do_train, collator, evaluate_fn or None).
+    """
+    from utils.args import data_cache_dir, first
+    from utils.errors import UserError
+
+    if not args.mlm:
+        raise UserError("BERT is a masked language model: pass --mlm (as the original required)")
+    if (args.do_eval or args.evaluate_during_training) and not args.eval_data_file:
+        raise UserError("--do_eval/--evaluate_during_training need --eval_data_file")
+    block = resolve_block_size(args.block_size, tokenizer, model.config.max_position_embeddings)
+    cache = data_cache_dir(args)
+    load = lambda path: load_text_dataset(path, tokenizer, block, args.line_by_line, cache,  # noqa: E731
+                                          args.overwrite_cache)
+    train = first(load(args.train_data_file), args.max_train_samples) if args.do_train else None
+    collator = MLMCollator(tokenizer, args.mlm_probability)
+    evaluate_fn = None
+    if args.eval_data_file:
+        evals = first(load(args.eval_data_file), args.max_eval_samples)
+        seed = args.seed if args.eval_masking == "fixed" else None
+
+        def evaluate_fn(m):
+            return evaluate_mlm(m, evals, tokenizer, args.per_gpu_eval_batch_size, args.device,
+                                args.amp_dtype, args.mlm_probability, seed=seed)
+
+    return train, collator, evaluate_fn

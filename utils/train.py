@@ -244,6 +244,31 @@ class Trainer:
         atomic_write(self.out / "result.pt", lambda tmp: torch.save(record, tmp))
 
     # -- training --
+    def forward_backward(self, batch):
+        """Forward and backward of one batch (scaled for accumulation); returns the loss."""
+        args = self.args
+        batch = to_device(batch, args.device)
+        with autocast(args):
+            loss = self.model(**batch).loss
+        loss = loss / args.gradient_accumulation_steps
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+        return loss.item()
+
+    def optimizer_step(self):
+        """Mask gradients, clip, step AdamW and the schedule, clear gradients."""
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        self.grad_masker()  # pruned weights get zero gradient, before clipping
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.args.max_grad_norm)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.model.zero_grad(set_to_none=True)
+        self.global_step += 1
+
     def train(self):
         """Train until epochs, ``--max_steps`` or an ``on_save`` "stop"; returns (steps, mean loss)."""
         args = self.args
@@ -261,26 +286,10 @@ class Trainer:
                 self.loader.sampler.set_epoch(epoch)
             model.train()
             for step, batch in enumerate(self.loader):
-                batch = to_device(batch, args.device)
-                with autocast(args):
-                    loss = model(**batch).loss
-                loss = loss / args.gradient_accumulation_steps
-                (self.scaler.scale(loss) if self.scaler else loss).backward()
-                total_loss += loss.item()
+                total_loss += self.forward_backward(batch)
                 if (step + 1) % args.gradient_accumulation_steps:
                     continue
-                if self.scaler:
-                    self.scaler.unscale_(self.optimizer)
-                self.grad_masker()  # pruned weights get zero gradient, before clipping
-                torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                if self.scaler:
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                else:
-                    self.optimizer.step()
-                self.scheduler.step()
-                model.zero_grad(set_to_none=True)
-                self.global_step += 1
+                self.optimizer_step()
                 bar.update(1)
                 if main and args.logging_steps > 0 and self.global_step % args.logging_steps == 0:
                     if args.evaluate_during_training and args.world_size == 1:
