@@ -393,7 +393,7 @@ def figure_mask_size(opts):
         sparsity=sparsity, bool_bytes=size["bool"], float_bytes=size["float"], ratio=ratio,
         element_ratio=torch.finfo(torch.float32).bits // 8 / torch.tensor([], dtype=torch.bool).element_size(),
         framing_bytes=size["bool"] - n, loads_weights_only=loads,
-        loads_in_torch_prune=loads and abs(prune_sparsity - sparsity) < 1e-9,
+        loads_in_torch_prune=loads and prune_sparsity == sparsity,
         torch_prune_sparsity=prune_sparsity,
         target="float file / bool file >= 4 (the fixed zip/pickle framing, framing_bytes, "
                "is the only shortfall from exactly 4)",
@@ -401,17 +401,26 @@ def figure_mask_size(opts):
 
 
 def apply_like_original(name, masks, seed):
-    """Apply a loaded mask with ``prune.CustomFromMask.apply`` as the original did; returns
-    the resulting sparsity (%) of the effective prunable weights."""
+    """Apply a loaded mask with ``prune.CustomFromMask.apply`` as the original did.
+
+    Returns the sparsity (%) of the masks the modules now carry, or None when a module's
+    effective weight is not ``weight_orig`` with exactly the masked entries zeroed.
+    """
     from utils.pruning import mask_key, prunable_modules
 
     model = build_model(name, seed)
     modules = prunable_modules(model)
+    pruned = total = 0
     for mod_name, module in modules.items():
         prune.CustomFromMask.apply(module, "weight", mask=masks[mask_key(mod_name)])
-    zeros = sum(int((m.weight == 0).sum()) for m in modules.values())
-    total = sum(m.weight.numel() for m in modules.values())
-    return 100.0 * zeros / total
+        keep = module.weight_mask.bool()
+        # weights that happen to be exactly 0 in the random init are not counted as pruned
+        if not (bool((module.weight[~keep] == 0).all())
+                and torch.equal(module.weight[keep], module.weight_orig[keep])):
+            return None
+        pruned += int((~keep).sum())
+        total += keep.numel()
+    return 100.0 * pruned / total
 
 
 # --- figure 4: GLUE padding -----------------------------------------------------------------
@@ -578,6 +587,7 @@ def parse_args(argv=None):
     a("--glue_batch", type=int, default=None, help="MRPC batch size (default 32, --quick 8)")
     a("--prune_repeats", type=int, default=3, help="our pruning is timed as the median of this many calls")
     a("--seed", type=int, default=42, help="seed of weights, batches and data order")
+    a("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     a("--_memprobe", default=None, help=argparse.SUPPRESS)  # internal: the fresh-process probe
     opts = p.parse_args(argv)
     return finish_opts(opts)
@@ -592,6 +602,10 @@ def finish_opts(opts):
             setattr(opts, flag, small if quick else full)
         if getattr(opts, flag) < 1:
             raise UserError(f"--{flag} must be at least 1, got {getattr(opts, flag)}")
+    if opts.threads is not None:
+        if opts.threads < 1:
+            raise UserError(f"--threads must be at least 1, got {opts.threads}")
+        torch.set_num_threads(opts.threads)
     if opts.warmup < 0 or opts.prune_repeats < 1:
         raise UserError("--warmup must be >= 0 and --prune_repeats >= 1")
     opts.figures = [f.strip() for f in opts.only.split(",") if f.strip()] or list(FIGURES)

@@ -3,7 +3,7 @@ import math
 
 import pytest
 import torch
-from conftest import make_tokenizer, tiny_config, tiny_vocab
+from conftest import tiny_config, tiny_vocab
 
 from utils.errors import UserError
 from utils.text import MLMCollator, evaluate_mlm, load_text_dataset, mask_tokens, resolve_block_size
@@ -73,7 +73,7 @@ def test_cache_reused_rebuilt_and_keyed(text_file, tokenizer, tmp_path):
     first = load_text_dataset(text_file, tokenizer, block_size=12)
     cache_root = text_file.parent / ".cache"
     (folder,) = [p for p in cache_root.iterdir()]
-    assert folder.name.startswith("train.txt.blocks12.")
+    assert folder.name.startswith("train.txt.blocks12_")
     assert not [p for p in cache_root.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
     marker = folder / "marker"
     marker.write_text("x")

@@ -11,19 +11,16 @@ processors read (ORIGINAL_BEHAVIOUR.md §7.1): same columns, same label order, M
 (3668, ['labels', 'input_ids', 'token_type_ids', 'attention_mask'])
 """
 import csv
-import hashlib
-import json
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from datasets import Dataset, load_from_disk
+from datasets import Dataset
 from torch.utils.data import DataLoader, SequentialSampler
 
+from utils.cache import cached_dataset
 from utils.errors import UserError
 from utils.metrics import glue_metrics
 
@@ -165,39 +162,6 @@ def read_examples(data_dir, task_name, split):
 # --- tokenised datasets, cached on disk ----------------------------------------------------
 
 
-def _tokenizer_fingerprint(tokenizer):
-    """Hash of the full tokenizer definition (vocab, lower-casing ...) where one is available."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        spec = json.dumps(sorted(tokenizer.get_vocab().items()))
-    else:  # drop the truncation/padding state that every call leaves behind
-        spec = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
-        spec = json.dumps(spec, sort_keys=True)
-    return hashlib.sha256(spec.encode("utf-8")).hexdigest()
-
-
-def _cache_path(path, task, tokenizer, max_seq_length, cache_dir):
-    """Cache folder for one data file; the name hashes the file identity and every setting."""
-    stat = os.stat(path)
-    key = {
-        "version": _CACHE_VERSION,
-        "data": os.path.abspath(path),
-        "size": stat.st_size,
-        "mtime_ns": stat.st_mtime_ns,
-        "tokenizer_class": type(tokenizer).__name__,
-        "vocab_size": len(tokenizer),
-        "name_or_path": str(getattr(tokenizer, "name_or_path", "")),
-        "tokenizer": _tokenizer_fingerprint(tokenizer),
-        "max_seq_length": max_seq_length,
-        # the reading layout, not the task name, so mnli and mnli-mm share their train cache
-        "layout": [task.labels, task.text_a_col, task.text_b_col, task.label_col, task.has_header],
-        "skip_short_rows": task.name in _SKIP_SHORT_ROWS,
-    }
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()[:16]
-    folder = Path(cache_dir) if cache_dir else Path(path).parent / ".cache"
-    return folder / f"glue_{Path(path).stem}_len{max_seq_length}_{digest}", digest
-
-
 def _tokenize(examples, tokenizer, max_seq_length, fingerprint):
     """Dataset of unpadded ``input_ids``/``token_type_ids``/``attention_mask`` and ``labels``."""
     pair = examples[0]["text_b"] is not None
@@ -216,23 +180,6 @@ def _tokenize(examples, tokenizer, max_seq_length, fingerprint):
     return raw.map(encode, batched=True, remove_columns=text_cols, new_fingerprint=fingerprint)
 
 
-def _save_atomic(dataset, target):
-    """save_to_disk into a temporary sibling folder, then move it into place in one rename."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp")
-    dataset.save_to_disk(tmp)
-    old = None
-    if target.exists():  # overwrite_cache: move the stale copy aside (rename cannot replace a full dir)
-        old = tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old")
-        os.replace(target, old)
-    try:
-        os.replace(tmp, target)
-    except OSError:  # another process just wrote the same cache: keep theirs
-        shutil.rmtree(tmp, ignore_errors=True)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def load_glue_dataset(
     data_dir, task_name, split, tokenizer, max_seq_length=128, cache_dir=None, overwrite_cache=False
 ):
@@ -244,12 +191,15 @@ def load_glue_dataset(
     """
     task = get_task(task_name)
     path = _data_file(data_dir, task, split)
-    target, digest = _cache_path(path, task, tokenizer, max_seq_length, cache_dir)
-    if target.is_dir() and not overwrite_cache:
-        return load_from_disk(str(target))
-    examples = read_examples(data_dir, task.name, split)
-    _save_atomic(_tokenize(examples, tokenizer, max_seq_length, digest), target)
-    return load_from_disk(str(target))
+    params = {  # the reading layout, not the task name, so mnli and mnli-mm share their train cache
+        "max_seq_length": max_seq_length,
+        "layout": [task.labels, task.text_a_col, task.text_b_col, task.label_col, task.has_header],
+        "skip_short_rows": task.name in _SKIP_SHORT_ROWS,
+    }
+    build = lambda digest: _tokenize(read_examples(data_dir, task.name, split), tokenizer,  # noqa: E731
+                                     max_seq_length, digest)
+    return cached_dataset(path, tokenizer, f"glue_{Path(path).stem}_len{max_seq_length}", params, build,
+                          cache_dir, overwrite_cache)
 
 
 # --- batching and evaluation ---------------------------------------------------------------

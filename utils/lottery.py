@@ -124,11 +124,11 @@ def run_transfer(args, model, initial_sparsity, train_dataset, collate_fn, evalu
                  final_eval=True, results_extra=None):
     """Fine-tune with the mask fixed; ``result.pt`` starts with the initial sparsity (§5.2).
     ``final_eval`` adds the one evaluation after training (glue_trans/squad_trans)."""
-    on_save = None
-    if args.save_steps > 0:
-        def on_save(trainer, step):
-            if trainer.args.rank == 0:
-                save_weights(model, trainer.out / f"checkpoint-{step}")
+    def save_checkpoint(trainer, step):
+        if trainer.args.rank == 0:
+            save_weights(model, trainer.out / f"checkpoint-{step}")
+
+    on_save = save_checkpoint if args.save_steps > 0 else None
     extra = {"init": args.dir or "pre", "mask": args.mask_dir, "weight_pertub": args.weight_pertub,
              "initial_sparsity": initial_sparsity, **(results_extra or {})}
     trainer = Trainer(args, model, train_dataset, collate_fn, evaluate_fn, script=script,

@@ -19,18 +19,16 @@ Example (tiny CPU run)::
                                  is_training=False)
     scores = evaluate_squad(model, examples, feats, SquadCollator(tok), 32, torch.device("cpu"))
 """
-import hashlib
 import json
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, SequentialSampler
 
+from utils.cache import cached_dataset
 from utils.errors import UserError
 from utils.metrics import squad_scores
 
@@ -239,18 +237,6 @@ def _columns(examples):
 # --- loading with an on-disk cache --------------------------------------------------------------
 
 
-def _cache_path(path, tokenizer, is_training, cache_dir, params):
-    path = Path(path).resolve()
-    stat = path.stat()
-    key = json.dumps([CACHE_VERSION, str(path), stat.st_size, stat.st_mtime_ns,
-                      type(tokenizer).__name__, tokenizer.vocab_size, tokenizer.name_or_path,
-                      bool(is_training), *params])
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    folder = Path(cache_dir) if cache_dir else path.parent / ".cache"
-    split = "train" if is_training else "eval"
-    return folder / f"squad_{split}_{path.stem}_{digest}", digest
-
-
 def load_squad(path, tokenizer, is_training, max_seq_length=384, doc_stride=128,
                max_query_length=64, cache_dir=None, overwrite_cache=False):
     """Examples and tokenised features (a ``datasets.Dataset``) of a SQuAD v1.1 file.
@@ -259,18 +245,16 @@ def load_squad(path, tokenizer, is_training, max_seq_length=384, doc_stride=128,
     ``Dataset.map(batched=True)`` and are cached on disk (``cache_dir`` or ``.cache/`` next to
     the file), keyed by the file, the tokenizer and every length parameter.
     """
-    from datasets import Dataset, load_from_disk
+    from datasets import Dataset
 
     _check_lengths(max_seq_length, doc_stride, max_query_length)
     examples, skipped = read_squad_examples(path, is_training)
     if not examples:
         raise UserError(f"{path} holds no usable SQuAD questions")
     params = (max_seq_length, doc_stride, max_query_length)
-    target, digest = _cache_path(path, tokenizer, is_training, cache_dir, params)
-    if target.is_dir() and not overwrite_cache:
-        features = load_from_disk(str(target))
-    else:
-        builder = build_train_features if is_training else build_eval_features
+    builder = build_train_features if is_training else build_eval_features
+
+    def build(digest):
         source = Dataset.from_list(examples)
 
         def fn(batch, indices):
@@ -279,29 +263,16 @@ def load_squad(path, tokenizer, is_training, max_seq_length=384, doc_stride=128,
                 out["example_index"] = [indices[i] for i in out["example_index"]]
             return out
 
-        features = source.map(fn, batched=True, with_indices=True,
-                              remove_columns=source.column_names, new_fingerprint=digest)
-        try:
-            _save_atomic(features, target)
-        except OSError as err:  # e.g. a read-only data folder: run on, uncached
-            print(f"warning: cannot write the feature cache {target} ({err.strerror}); "
-                  f"features not cached, pass a writable cache_dir", file=sys.stderr)
+        return source.map(fn, batched=True, with_indices=True, remove_columns=source.column_names,
+                          new_fingerprint=digest)
+
+    split = "train" if is_training else "eval"
+    features = cached_dataset(path, tokenizer, f"squad_{split}_{Path(path).stem}",
+                              {"lengths": params, "is_training": bool(is_training)}, build,
+                              cache_dir, overwrite_cache)
     print(f"SQuAD {path}: {len(examples)} examples, {len(features)} features, "
           f"{skipped} skipped questions")
     return examples, features
-
-
-def _save_atomic(dataset, target):
-    """save_to_disk into a temporary sibling folder, then os.replace it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=target.name + ".tmp", dir=target.parent)
-    try:
-        dataset.save_to_disk(tmp)
-        if target.is_dir():  # overwrite_cache: os.replace cannot replace a non-empty folder
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --- batching ------------------------------------------------------------------------------------

@@ -12,21 +12,16 @@ Example::
     print(evaluate_mlm(model, ds, tok, batch_size=8, device=torch.device("cpu")))
 """
 import codecs
-import hashlib
-import json
 import math
-import os
-import shutil
-import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import torch
-from datasets import Dataset, load_from_disk
+from datasets import Dataset
 from torch.utils.data import DataLoader, SequentialSampler
 
+from utils.cache import cached_dataset
 from utils.errors import UserError
 
 SNIFF_BYTES = 1 << 20  # the cheap "is this text?" check reads the first 1 MB only
@@ -52,15 +47,12 @@ def load_text_dataset(path, tokenizer, block_size, line_by_line=False, cache_dir
     ``line_by_line``: each non-blank line encoded with specials, truncated to ``block_size``.
     """
     path = _check_text_file(path)
-    params = {"kind": "mlm_text", "block_size": int(block_size), "line_by_line": bool(line_by_line)}
-    cache = _cache_path(path, tokenizer, params, cache_dir)
-    if cache.is_dir() and not overwrite_cache:
-        return load_from_disk(str(cache))
-    text = _read_text(path)
-    build = _line_dataset if line_by_line else _block_dataset
-    ds = build(text, tokenizer, block_size, path)
-    _save_atomic(ds, cache)
-    return ds
+    params = {"block_size": int(block_size), "line_by_line": bool(line_by_line)}
+    make = _line_dataset if line_by_line else _block_dataset
+    prefix = f"{path.name}.{'lines' if line_by_line else 'blocks'}{block_size}"
+    return cached_dataset(path, tokenizer, prefix, params,
+                          lambda digest: make(_read_text(path), tokenizer, block_size, path),
+                          cache_dir, overwrite_cache)
 
 
 def _check_text_file(path):
@@ -136,40 +128,6 @@ def _flatten_ids(ds):
     """All ids of a list column, in order, as one numpy array (read from Arrow, no python lists)."""
     chunks = [c.flatten().to_numpy(zero_copy_only=False) for c in ds.data.column("input_ids").chunks]
     return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32)
-
-
-def _cache_path(path, tokenizer, params, cache_dir):
-    """Cache folder for this (file, tokenizer, parameters): ``cache_dir`` or ``.cache/`` next to the file."""
-    stat = path.stat()
-    key = {
-        "path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-        "tokenizer_class": type(tokenizer).__name__, "vocab_size": len(tokenizer),
-        "name_or_path": str(tokenizer.name_or_path), **params,
-    }
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:  # vocab and normaliser: two tiny tokenizers with the same size still differ
-        key["tokenizer_json"] = hashlib.sha256(backend.to_str().encode()).hexdigest()
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    mode = "lines" if params["line_by_line"] else "blocks"
-    root = Path(cache_dir) if cache_dir else path.parent / ".cache"
-    return root / f"{path.name}.{mode}{params['block_size']}.{digest}"
-
-
-def _save_atomic(ds, cache):
-    """``save_to_disk`` into a temporary folder, then ``os.replace`` it into place; warn if unwritable."""
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = tempfile.mkdtemp(dir=cache.parent, prefix=cache.name + ".tmp-")
-        ds.save_to_disk(tmp)
-        if cache.exists():  # os.replace cannot overwrite a non-empty folder: move the old one aside
-            old = tempfile.mkdtemp(dir=cache.parent, prefix=cache.name + ".old-")
-            os.replace(cache, Path(old) / "data")
-            os.replace(tmp, cache)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, cache)
-    except OSError as err:
-        warnings.warn(f"could not write the tokenisation cache {cache}: {err}")
 
 
 def mask_tokens(input_ids, tokenizer, mlm_probability=0.15, generator=None, special_tokens_mask=None):
@@ -306,13 +264,13 @@ def mlm_experiment(args, tokenizer, model):
                                           args.overwrite_cache)
     train = first(load(args.train_data_file), args.max_train_samples) if args.do_train else None
     collator = MLMCollator(tokenizer, args.mlm_probability)
-    evaluate_fn = None
-    if args.eval_data_file:
-        evals = first(load(args.eval_data_file), args.max_eval_samples)
-        seed = args.seed if args.eval_masking == "fixed" else None
+    if not args.eval_data_file:
+        return train, collator, None
+    evals = first(load(args.eval_data_file), args.max_eval_samples)
+    seed = args.seed if args.eval_masking == "fixed" else None
 
-        def evaluate_fn(m):
-            return evaluate_mlm(m, evals, tokenizer, args.per_gpu_eval_batch_size, args.device,
-                                args.amp_dtype, args.mlm_probability, seed=seed)
+    def evaluate_fn(m):
+        return evaluate_mlm(m, evals, tokenizer, args.per_gpu_eval_batch_size, args.device,
+                            args.amp_dtype, args.mlm_probability, seed=seed)
 
     return train, collator, evaluate_fn

@@ -1,0 +1,137 @@
+"""scripts/bench.py: the --quick run emits every figure with consistent, finite numbers."""
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from utils.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "scripts" / "bench.py"
+FIGURES = {"masked_step", "prune_speed", "mask_size", "glue_padding", "mixed_precision"}
+PRUNE_SMALL = 4 * (4 * 64 * 64 + 2 * 64 * 256) + 64 * 64  # 4 layers, hidden 64, inter 256, pooler
+
+
+@pytest.fixture(scope="module")
+def quick():
+    """Every JSON line of one ``bench.py --quick`` run, as a subprocess (as users run it)."""
+    proc = subprocess.run([sys.executable, str(BENCH), "--quick"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    return {rec["figure"]: rec for rec in lines}, lines
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def ratios(obj, path=""):
+    """Every (path, value) whose key is ``ratio`` or ends with ``_ratio``, at any depth."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == "ratio" or k.endswith("_ratio"):
+                yield f"{path}.{k}", v
+            yield from ratios(v, f"{path}.{k}")
+
+
+def test_all_figures_once_each_with_machine_info(quick):
+    by_figure, lines = quick
+    assert [rec["figure"] for rec in lines] == [
+        "masked_step", "prune_speed", "mask_size", "glue_padding", "mixed_precision"]
+    assert set(by_figure) == FIGURES
+    for rec in lines:
+        assert rec["quick"] is True
+        assert isinstance(rec["meets_target"], bool) and isinstance(rec["target"], str)
+        m = rec["machine"]
+        assert m["cpu_count"] >= 1 and m["torch_threads"] >= 1 and m["device"] == "cpu"
+        assert m["torch"].startswith("2.") and m["platform"]
+
+
+def test_every_ratio_is_a_positive_finite_float(quick):
+    _, lines = quick
+    found = [(f"{rec['figure']}{p}", v) for rec in lines for p, v in ratios(rec)]
+    assert len(found) >= 9  # masked_step 2, prune 3, mask 2, glue 1, mixed precision 2
+    for where, value in found:
+        assert isinstance(value, float) and math.isfinite(value) and value > 0, where
+
+
+def test_masked_step_times_three_variants(quick):
+    rec = quick[0]["masked_step"]
+    assert rec["model"] == {"name": "tiny", "layers": 2, "hidden": 64, "heads": 2,
+                            "intermediate": 256, "vocab": 512}
+    assert (rec["batch"], rec["seq"], rec["steps"], rec["warmup"]) == (4, 16, 2, 1)
+    assert rec["sparsity"] == 50.0
+    assert set(rec["times_s"]) == {"dense", "plain", "hooks"}
+    assert all(len(v) == 2 for v in rec["times_s"].values())
+    assert rec["ratio"] == pytest.approx(rec["median_s"]["plain"] / rec["median_s"]["dense"], rel=2e-2)  # medians are rounded
+
+
+def test_pruning_masks_equal_torch_in_both_rounds(quick):
+    rec = quick[0]["prune_speed"]
+    assert rec["n_weights"] == PRUNE_SMALL == 200_704 and rec["n_matrices"] == 25
+    assert rec["masks_equal"] is True
+    for key, pruned in (("round1", round(0.1 * PRUNE_SMALL)), ("round2", 2 * round(0.1 * PRUNE_SMALL))):
+        r = rec[key]
+        assert r["masks_equal"] is True and r["mismatches"] == 0 and r["pruned_equal"] is True
+        assert r["pruned"] == pruned  # 10 % of the original set per IMP round
+    assert rec["round2"]["amount"] == pytest.approx(1 / 9)
+    assert rec["extra_peak_limit_mb"] == round(4 * PRUNE_SMALL / 1e6, 1)
+    assert rec["extra_peak_mb"] >= 0 and rec["extra_peak_two_rounds_mb"] >= rec["extra_peak_mb"]
+
+
+def test_mask_files_four_times_smaller(quick):
+    rec = quick[0]["mask_size"]
+    assert rec["n_entries"] == PRUNE_SMALL and rec["sparsity"] == 50.0
+    # 200k entries: ~9 KB of zip/pickle framing per file keeps the file ratio near 3.87, not 4
+    assert rec["ratio"] >= 3.5
+    assert rec["element_ratio"] == 4.0
+    assert rec["bool_bytes"] == PRUNE_SMALL + rec["framing_bytes"]
+    assert rec["float_bytes"] - rec["bool_bytes"] == pytest.approx(3 * PRUNE_SMALL, abs=512)
+    assert rec["loads_weights_only"] is True and rec["loads_in_torch_prune"] is True
+    assert rec["torch_prune_sparsity"] == 50.0
+
+
+def test_padding_to_longest_keeps_the_metrics(quick):
+    rec = quick[0]["glue_padding"]
+    assert rec["examples"] == 2 * 8 and rec["batch"] == 8
+    assert rec["metrics_agree"] is True
+    longest, fixed = rec["metrics"]["longest"], rec["metrics"]["fixed128"]
+    assert longest["acc"] == fixed["acc"] and longest["f1"] == fixed["f1"]
+    assert fixed and set(longest) == set(fixed) >= {"acc", "f1", "eval_loss"}
+    assert rec["mean_padded_len"]["fixed128"] == 128.0
+    assert 9 <= rec["mean_padded_len"]["longest"] <= 51  # pairs of 3-24 words + 3 special tokens
+
+
+def test_mixed_precision_compares_bf16_to_fp32(quick):
+    rec = quick[0]["mixed_precision"]
+    assert set(rec["median_s"]) == {"fp32", "bf16"}  # fp16 only on CUDA
+    assert rec["ratio"] == rec["bf16_ratio"]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--only", "masked_step,nope"], "--only: unknown figure 'nope'"),
+    (["--steps", "0"], "--steps must be at least 1, got 0"),
+    (["--device", "tpu"], "--device must be auto, cpu or cuda"),
+])
+def test_bad_flags_are_user_errors(argv, message):
+    bench = load_bench()
+    with pytest.raises(UserError) as err:
+        bench.parse_args(argv)
+    assert message in str(err.value)
+
+
+def test_bad_flag_exits_2_with_one_line():
+    proc = subprocess.run([sys.executable, str(BENCH), "--only", "speed"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        "error: --only: unknown figure 'speed' (choose from masked_step, prune_speed, mask_size, "
+        "glue_padding, mixed_precision)"]

@@ -1,0 +1,82 @@
+"""On-disk caches of tokenised data sets: one key scheme and one atomic write for every task.
+
+A cache folder is named ``<prefix>_<digest>``; the digest hashes the data file's identity
+(absolute path, size, mtime), the tokenizer (class, size, name and full definition) and every
+preprocessing parameter, so a changed file, tokenizer or setting never reuses a stale cache.
+Folders are written with ``save_to_disk`` into a temporary sibling and renamed into place.
+"""
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+CACHE_VERSION = 2  # bump when any cached layout changes
+
+
+def tokenizer_fingerprint(tokenizer):
+    """Hash of the full tokenizer definition (vocabulary, normaliser, lower-casing…)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        spec = json.dumps(sorted(tokenizer.get_vocab().items()))
+    else:  # drop the truncation/padding state that every call leaves behind
+        spec = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+        spec = json.dumps(spec, sort_keys=True)
+    return hashlib.sha256(spec.encode("utf-8")).hexdigest()
+
+
+def cache_folder(path, tokenizer, prefix, params, cache_dir=None):
+    """(cache folder, digest) for one data file; ``cache_dir`` or ``.cache/`` beside the file."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = {
+        "version": CACHE_VERSION, "data": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+        "tokenizer_class": type(tokenizer).__name__, "vocab_size": len(tokenizer),
+        "name_or_path": str(getattr(tokenizer, "name_or_path", "")),
+        "tokenizer": tokenizer_fingerprint(tokenizer), "params": params,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+    root = Path(cache_dir) if cache_dir else path.parent / ".cache"
+    return root / f"{prefix}_{digest}", digest
+
+
+def save_atomic(dataset, target):
+    """``save_to_disk`` into a temporary sibling folder, then rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-")
+    try:
+        dataset.save_to_disk(tmp)
+        old = None
+        if target.exists():  # overwrite_cache: a rename cannot replace a non-empty folder
+            old = tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-")
+            os.replace(target, Path(old) / "data")
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process wrote the same cache meanwhile: keep theirs
+            pass
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cached_dataset(path, tokenizer, prefix, params, build, cache_dir=None, overwrite=False):
+    """Load the cached data set for (file, tokenizer, params), or ``build(digest)`` and cache it.
+
+    ``build`` receives the digest (a stable fingerprint for ``Dataset.map``). An unwritable
+    cache folder costs a warning, not the run.
+    """
+    from datasets import load_from_disk
+
+    target, digest = cache_folder(path, tokenizer, prefix, params, cache_dir)
+    if target.is_dir() and not overwrite:
+        return load_from_disk(str(target))
+    dataset = build(digest)
+    try:
+        save_atomic(dataset, target)
+    except OSError as err:
+        print(f"warning: cannot write the cache {target} ({err.strerror or err}); running uncached",
+              file=sys.stderr)
+    return dataset
