@@ -71,6 +71,19 @@ def save_pretrained_bert(path, seed=0, **cfg):
     return Path(path)
 
 
+@pytest.fixture(autouse=True)
+def one_thread(request):
+    """Tiny models gain nothing from threads, and on a busy 2-core machine they cost up to 5x;
+    integration tests (MiniLM) keep every thread."""
+    if request.node.get_closest_marker("integration"):
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def tokenizer():
     return make_tokenizer()

@@ -49,15 +49,6 @@ def load_mask(path):
     return torch.load(path, weights_only=True)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy 2-core machine they cost 5x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def text_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("text")

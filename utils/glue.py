@@ -20,7 +20,7 @@ import torch
 from datasets import Dataset
 from torch.utils.data import DataLoader, SequentialSampler
 
-from utils.cache import cached_dataset
+from utils.data import PaddingCollator, cached_dataset
 from utils.errors import UserError
 from utils.metrics import glue_metrics
 
@@ -205,35 +205,7 @@ def load_glue_dataset(
 # --- batching and evaluation ---------------------------------------------------------------
 
 
-class GlueCollator:
-    """Pads a list of dataset rows into tensors.
-
-    Pads ``input_ids`` with the tokenizer's pad id and ``token_type_ids``/``attention_mask``
-    with 0, to the longest row of the batch, or to ``pad_to_max_length`` when it is an int
-    (the original padded every batch to --max_seq_length). ``labels`` become a LongTensor, or
-    a FloatTensor when they are floats (STS-B regression).
-    """
-
-    def __init__(self, tokenizer, pad_to_max_length=None):
-        self.pad_values = {"input_ids": tokenizer.pad_token_id, "token_type_ids": 0, "attention_mask": 0}
-        self.pad_to_max_length = pad_to_max_length
-
-    def __call__(self, features):
-        """Batch of padded tensors from a list of feature dicts."""
-        longest = max(len(f["input_ids"]) for f in features)
-        length = self.pad_to_max_length or longest
-        if longest > length:
-            raise ValueError(f"a sequence of {longest} tokens does not fit pad_to_max_length={length}")
-        batch = {}
-        for key, pad in self.pad_values.items():
-            if key in features[0]:
-                rows = [list(f[key]) + [pad] * (length - len(f[key])) for f in features]
-                batch[key] = torch.tensor(rows, dtype=torch.long)
-        if "labels" in features[0]:
-            labels = [f["labels"] for f in features]
-            dtype = torch.float if isinstance(labels[0], float) else torch.long
-            batch["labels"] = torch.tensor(labels, dtype=dtype)
-        return batch
+GlueCollator = PaddingCollator  # pads to the longest row or a fixed length; labels long or float
 
 
 def _predict(model, dataset, collator, batch_size, device, amp_dtype, regression):

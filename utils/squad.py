@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, SequentialSampler
 
-from utils.cache import cached_dataset
+from utils.data import PaddingCollator, cached_dataset
 from utils.errors import UserError
 from utils.metrics import squad_scores
 
@@ -278,29 +278,7 @@ def load_squad(path, tokenizer, is_training, max_seq_length=384, doc_stride=128,
 # --- batching ------------------------------------------------------------------------------------
 
 
-class SquadCollator:
-    """Pads input_ids/token_type_ids/attention_mask to the batch's longest (or a fixed length).
-
-    Keeps start_positions/end_positions when present; drops the eval-only columns.
-    """
-
-    def __init__(self, tokenizer, pad_to_max_length=None):
-        self.pad_id = tokenizer.pad_token_id
-        self.pad_to_max_length = pad_to_max_length
-
-    def __call__(self, features):
-        """Turn a list of feature dicts into a dict of LongTensors."""
-        longest = max(len(f["input_ids"]) for f in features)
-        length = self.pad_to_max_length or longest
-        if longest > length:
-            raise ValueError(f"a feature has {longest} tokens, more than pad_to_max_length {length}")
-        pads = {"input_ids": self.pad_id, "token_type_ids": 0, "attention_mask": 0}
-        batch = {k: torch.tensor([list(f[k]) + [v] * (length - len(f[k])) for f in features])
-                 for k, v in pads.items()}
-        for k in ("start_positions", "end_positions"):
-            if k in features[0]:
-                batch[k] = torch.tensor([f[k] for f in features])
-        return batch
+SquadCollator = PaddingCollator  # keeps start/end positions, drops the eval-only columns
 
 
 # --- post-processing and evaluation ---------------------------------------------------------------

@@ -21,7 +21,7 @@ import torch
 from datasets import Dataset
 from torch.utils.data import DataLoader, SequentialSampler
 
-from utils.cache import cached_dataset
+from utils.data import cached_dataset
 from utils.errors import UserError
 
 SNIFF_BYTES = 1 << 20  # the cheap "is this text?" check reads the first 1 MB only

@@ -1,4 +1,5 @@
-"""On-disk caches of tokenised data sets: one key scheme and one atomic write for every task.
+"""What every data family shares: on-disk caches of tokenised data sets (one key scheme, one
+atomic write) and the padding collator.
 
 A cache folder is named ``<prefix>_<digest>``; the digest hashes the data file's identity
 (absolute path, size, mtime), the tokenizer (class, size, name and full definition) and every
@@ -12,6 +13,8 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+
+import torch
 
 CACHE_VERSION = 2  # bump when any cached layout changes
 
@@ -80,3 +83,36 @@ def cached_dataset(path, tokenizer, prefix, params, build, cache_dir=None, overw
         print(f"warning: cannot write the cache {target} ({err.strerror or err}); running uncached",
               file=sys.stderr)
     return dataset
+
+
+class PaddingCollator:
+    """Pads ``input_ids`` (pad id), ``token_type_ids`` and ``attention_mask`` (0) to the batch's
+    longest row, or to ``pad_to_max_length`` when it is an int (the original padded every batch
+    to --max_seq_length); label columns become tensors (float for STS-B regression). Columns it
+    does not know (SQuAD's offsets, example ids) are dropped.
+    """
+
+    pad_keys = ("input_ids", "token_type_ids", "attention_mask")
+    label_keys = ("labels", "start_positions", "end_positions")
+
+    def __init__(self, tokenizer, pad_to_max_length=None):
+        self.pad_values = {"input_ids": tokenizer.pad_token_id, "token_type_ids": 0, "attention_mask": 0}
+        self.pad_to_max_length = pad_to_max_length
+
+    def __call__(self, features):
+        """Batch of tensors from a list of feature dicts."""
+        longest = max(len(f["input_ids"]) for f in features)
+        length = self.pad_to_max_length or longest
+        if longest > length:
+            raise ValueError(f"a sequence of {longest} tokens does not fit pad_to_max_length={length}")
+        batch = {}
+        for key, pad in self.pad_values.items():
+            if key in features[0]:
+                rows = [list(f[key]) + [pad] * (length - len(f[key])) for f in features]
+                batch[key] = torch.tensor(rows, dtype=torch.long)
+        for key in self.label_keys:
+            if key in features[0]:
+                values = [f[key] for f in features]
+                dtype = torch.float if isinstance(values[0], float) else torch.long
+                batch[key] = torch.tensor(values, dtype=dtype)
+        return batch
