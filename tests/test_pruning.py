@@ -148,10 +148,10 @@ def test_amount_out_of_range():
 
 # --- applying masks: hooks and hook-free -------------------------------------------------
 
-def _train(model, impl, masks, steps=6):
+def _train(model, impl, masks, steps=6, eager=True):
     """The trainer's update order: backward, mask gradients, clip, AdamW with weight decay."""
     P.apply_masks(model, masks, impl)
-    masker = P.GradientMasker(model)
+    masker = P.GradientMasker(model, eager=eager)
     no_decay = ("bias", "LayerNorm.weight")
     params = list(model.named_parameters())
     opt = torch.optim.AdamW([
@@ -172,12 +172,13 @@ def _train(model, impl, masks, steps=6):
     return P.effective_state_dict(model)
 
 
-def test_hooks_and_hook_free_training_give_equal_weights():
+@pytest.mark.parametrize("eager", [True, False], ids=["in-backward", "after-backward"])
+def test_hooks_and_hook_free_training_give_equal_weights(eager):
     base = seq_model(5)
     masks = P.magnitude_masks([m.weight for m in P.prunable_modules(base).values()], None, 0.6)
     masks = {P.mask_key(n): m for n, m in zip(P.prunable_modules(base), masks)}
     plain_model, hooks_model = seq_model(5), seq_model(5)
-    a = _train(plain_model, "plain", masks)
+    a = _train(plain_model, "plain", masks, eager=eager)
     b = _train(hooks_model, "hooks", masks)
     assert P.masking_impl(plain_model) == "plain" and P.masking_impl(hooks_model) == "hooks"
     assert set(a) == set(b)
@@ -185,8 +186,19 @@ def test_hooks_and_hook_free_training_give_equal_weights():
         assert torch.equal(a[key], b[key]), key
     for name, module in P.prunable_modules(plain_model).items():  # pruned entries exactly zero
         assert bool((module.weight[~masks[P.mask_key(name)]] == 0).all())
-    dense = _train(seq_model(5), "plain", {k: torch.ones_like(v) for k, v in masks.items()})
+    dense = _train(seq_model(5), "plain", {k: torch.ones_like(v) for k, v in masks.items()}, eager=eager)
     assert not torch.equal(dense["classifier.weight"], a["classifier.weight"])  # the mask mattered
+
+
+def test_gradient_masker_hooks_are_removed():
+    model = seq_model()
+    P.global_magnitude_prune(model, 0.5)
+    masker = P.GradientMasker(model)
+    assert len(masker.handles) == 13
+    masker.remove()
+    model(input_ids=torch.randint(5, 100, (2, 8)), labels=torch.tensor([0, 1])).loss.backward()
+    q = model.bert.encoder.layer[0].attention.self.query
+    assert bool((q.weight.grad[~q.weight_mask.bool()] != 0).any())  # no hook left behind
 
 
 def test_remove_masks_leaves_plain_zeroed_weights():

@@ -155,28 +155,49 @@ def enforce_masks(model):
             module.weight.mul_(module.weight_mask)
 
 
-class GradientMasker:
-    """Zeroes the gradients of pruned weights in one fused call (plain masking's only cost).
+def _zero_pruned(pruned):
+    """Post-accumulate-grad hook zeroing the gradient at the pruned entries."""
+    def hook(param):
+        param.grad.masked_fill_(pruned, 0.0)
+    return hook
 
-    Built once per model; call it after backward and before gradient clipping. A no-op when
-    the model has no plain masks (dense training, or hooks, whose gradients are already zero).
+
+class GradientMasker:
+    """Zeroes the gradients of pruned weights (plain masking's only per-step cost).
+
+    ``eager=True`` (one process) masks each gradient in a post-accumulate-grad hook, right after
+    backward wrote it and while it is still in cache; this is what keeps masked steps at dense
+    speed. ``eager=False`` (DistributedDataParallel, whose all-reduce may read gradients before
+    such hooks run) masks everything when called, after backward. ``masked_fill_`` writes exact
+    zeros even where an fp16 gradient overflowed. A no-op without plain masks (dense training,
+    or hooks, whose gradients are already zero). Call :meth:`remove` before masks change.
     """
 
-    def __init__(self, model):
-        self.pairs = []
-        if masking_impl(model) == "plain":
-            self.pairs = [(m.weight, m.weight_mask) for m in prunable_modules(model).values()]
+    def __init__(self, model, eager=True):
+        self.pairs, self.handles = [], []
+        if masking_impl(model) != "plain":
+            return
+        for module in prunable_modules(model).values():
+            pruned = torch.logical_not(module.weight_mask.to(torch.bool))
+            if eager:
+                self.handles.append(module.weight.register_post_accumulate_grad_hook(_zero_pruned(pruned)))
+            else:
+                self.pairs.append((module.weight, pruned))
 
     def __call__(self):
-        pairs = [(p.grad, m) for p, m in self.pairs if p.grad is not None]
-        if pairs:
-            grads, masks = zip(*pairs)
-            torch._foreach_mul_(list(grads), list(masks))
+        for p, pruned in self.pairs:
+            if p.grad is not None:
+                p.grad.masked_fill_(pruned, 0.0)
+
+    def remove(self):
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
 
 
 def mask_gradients(model):
-    """One-off form of :class:`GradientMasker`."""
-    GradientMasker(model)()
+    """Zero the gradients of pruned weights once (after backward)."""
+    GradientMasker(model, eager=False)()
 
 
 def remove_masks(model):
@@ -208,12 +229,31 @@ def effective_state_dict(model):
 
 # --- global magnitude pruning ------------------------------------------------------------
 
+CHUNK = 1 << 18  # entries scored at a time: 1 MB of float32, so intermediates stay in cache
+
+
 def _scores(weight, mask, out=None):
     """|weight| as float32 on the CPU, with pruned entries set to -1 so that they rank first."""
     s = torch.abs(weight.detach().to("cpu", torch.float32), out=out)
     if mask is not None:
-        s.masked_fill_(~mask.detach().to("cpu", torch.bool), -1.0)
+        s.masked_fill_(torch.logical_not(mask.detach().to("cpu", torch.bool)), -1.0)
     return s
+
+
+def _score_chunks(weights, masks):
+    """Yield (matrix index, flat start, scores) over every matrix in cache-sized chunks.
+
+    The scores tensor is a reused buffer: consume it before the next step. Working chunk by
+    chunk keeps the intermediates in cache and bounds the extra memory to one chunk.
+    """
+    buf = torch.empty(CHUNK, dtype=torch.float32)
+    for i, (w, m) in enumerate(zip(weights, masks)):
+        flat_w = w.detach().reshape(-1)
+        flat_m = None if m is None else m.detach().reshape(-1)
+        for start in range(0, flat_w.numel(), CHUNK):
+            end = min(start + CHUNK, flat_w.numel())
+            yield i, start, _scores(flat_w[start:end], None if flat_m is None else flat_m[start:end],
+                                    out=buf[: end - start])
 
 
 def _sample_scores(weights, masks, n_sample, seed=0):
@@ -241,9 +281,9 @@ def magnitude_masks(weights, masks, amount):
     Ties at the threshold are broken by position (torch's ``topk`` order is unspecified).
 
     The threshold is found without sorting or copying everything: a sample's quantiles bracket
-    it, one pass per matrix counts the entries below the bracket and keeps those inside it, a
-    selection on that small set gives the exact value, and a second pass writes the masks.
-    Extra memory is one matrix of scores plus the bracketed entries.
+    it, one pass counts the entries below the bracket and keeps those inside it, a selection on
+    that small set gives the exact value, and a second pass writes the masks. Both passes run
+    over cache-sized chunks; extra memory is the bracketed entries plus one chunk.
 
     weights: list of tensors (scores are their absolute values); masks: list of 0/1 tensors
     (or None for no earlier pruning). Returns a list of bool tensors on the CPU.
@@ -261,16 +301,15 @@ def magnitude_masks(weights, masks, amount):
     target = already + n_prune  # the target-th smallest score is the last one to go
     threshold, n_below, n_equal = _select(weights, masks, target, total)
     ties_to_prune = target - n_below  # 1 <= ties_to_prune <= n_equal
-    out = []
-    for w, m in zip(weights, masks):
-        s = _scores(w, m)
-        keep = s > threshold
+    out = [torch.empty(w.shape, dtype=torch.bool) for w in weights]
+    for i, start, s in _score_chunks(weights, masks):
+        keep = out[i].view(-1)[start:start + s.numel()]
+        torch.gt(s, threshold, out=keep)
         if ties_to_prune < n_equal:  # keep the ties beyond the first ties_to_prune, by position
-            tie_idx = (s.view(-1) == threshold).nonzero().flatten()
-            keep.view(-1)[tie_idx[ties_to_prune:]] = True
+            tie_idx = (s == threshold).nonzero().flatten()
+            keep[tie_idx[ties_to_prune:]] = True
             ties_to_prune = max(0, ties_to_prune - tie_idx.numel())
             n_equal -= tie_idx.numel()
-        out.append(keep)
     return out
 
 
@@ -283,14 +322,16 @@ def _select(weights, masks, target, total):
     lo = sample[max(0, math.floor((q - margin) * m))].item()
     hi = sample[min(m - 1, math.ceil((q + margin) * m))].item()
     below, inside = 0, []
-    for w, mk in zip(weights, masks):
-        s = _scores(w, mk).view(-1)
-        below += int((s < lo).sum())
-        inside.append(s[(s >= lo) & (s <= hi)])
+    low, band = torch.empty(CHUNK, dtype=torch.bool), torch.empty(CHUNK, dtype=torch.bool)
+    for _, _, s in _score_chunks(weights, masks):
+        n = s.numel()
+        below += int(torch.lt(s, lo, out=low[:n]).sum())
+        torch.le(s, hi, out=band[:n])
+        inside.append(s[band[:n] & ~low[:n]])
     inside = torch.cat(inside)
     if not below < target <= below + inside.numel():  # the bracket missed (rare): take all
-        lo, below = -math.inf, 0
-        inside = torch.cat([_scores(w, mk).view(-1) for w, mk in zip(weights, masks)])
+        below = 0
+        inside = torch.cat([s.clone() for _, _, s in _score_chunks(weights, masks)])
     value = torch.kthvalue(inside, target - below).values.item()
     return value, below + int((inside < value).sum()), int((inside == value).sum())
 

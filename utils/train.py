@@ -213,7 +213,10 @@ class Trainer:
         self.scheduler = get_linear_schedule_with_warmup(
             self.optimizer, num_warmup_steps=args.warmup_steps, num_training_steps=self.schedule_steps)
         self.scaler = torch.amp.GradScaler("cuda") if args.fp16 else None
-        self.grad_masker = GradientMasker(self.model)  # masks may have changed: rebuild
+        if getattr(self, "grad_masker", None) is not None:
+            self.grad_masker.remove()
+        # masks may have changed: rebuild (in-backward hooks in one process, a pass under DDP)
+        self.grad_masker = GradientMasker(self.model, eager=args.world_size == 1)
 
     # -- evaluation and logging --
     def evaluate(self, tag=None):
@@ -258,7 +261,7 @@ class Trainer:
         """Mask gradients, clip, step AdamW and the schedule, clear gradients."""
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
-        self.grad_masker()  # pruned weights get zero gradient, before clipping
+        self.grad_masker()  # under DDP: pruned weights get zero gradient, before clipping
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.args.max_grad_norm)
         if self.scaler:
             self.scaler.step(self.optimizer)
