@@ -18,7 +18,7 @@ Commands (from the repository root)::
     python scripts/bench.py > bench.jsonl                 # everything: ~15-25 min on 2 CPU cores
     python scripts/bench.py --only masked_step --steps 7  # one figure, more timed steps
     python scripts/bench.py --only prune_speed,mask_size
-    python scripts/bench.py --quick                       # tiny shapes, 1 thread, < 30 s (numbers not meaningful)
+    python scripts/bench.py --quick                       # tiny, 1 thread, < 30 s (not meaningful)
     python scripts/bench.py --device cuda                 # on a GPU (adds fp16)
 
 Progress goes to stderr; stdout carries only the JSON lines. On a machine shared with other
@@ -68,6 +68,7 @@ WEIGHT_STD = 0.04  # spread of the random weights ranked by the pruning figure
 
 
 def log(msg):
+    """Progress line on stderr (stdout carries only the JSON records)."""
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
@@ -104,12 +105,14 @@ def machine_info(device):
 
 
 def shape_dict(name):
+    """The named shape as a JSON-ready dict."""
     layers, hidden, heads, inter, vocab = SHAPES[name]
     return {"name": name, "layers": layers, "hidden": hidden, "heads": heads,
             "intermediate": inter, "vocab": vocab}
 
 
 def bert_config(name, max_positions=512):
+    """BertConfig of a named shape, two labels."""
     from transformers import BertConfig
 
     layers, hidden, heads, inter, vocab = SHAPES[name]
@@ -163,6 +166,7 @@ def make_trainer(model, batch, opts, batch_size, amp=None, train_dataset=None, c
 
 
 def synchronize(device):
+    """Wait for queued CUDA work so that wall-clock times are complete."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -192,6 +196,7 @@ def interleaved_times(trainers, batch, opts):
 
 
 def median(values):
+    """Median of a non-empty list (mean of the middle two for even lengths)."""
     s = sorted(values)
     n = len(s)
     return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
@@ -210,10 +215,12 @@ def random_batch(batch, seq, vocab, seed, device):
 
 
 def base_record(figure, opts, **fields):
+    """A figure's JSON record: figure name, its fields, the quick flag and the machine."""
     return {"figure": figure, **fields, "quick": opts.quick, "machine": machine_info(opts.device)}
 
 
 def rounded(times):
+    """Per-variant step times rounded for the record."""
     return {k: [round(t, 4) for t in v] for k, v in times.items()}
 
 
@@ -257,13 +264,18 @@ def paired_ratios(times, base):
 
 
 def grad_masker_time(trainer, batch, device, repeats=3):
-    """Seconds of the plain masking's only extra work: zeroing pruned gradients (median)."""
+    """Seconds of the plain masking's only extra work, zeroing the pruned gradients, done as
+    one separate pass after backward (median of ``repeats``; the Trainer does it inside
+    backward, where it can only be cheaper)."""
+    from utils.pruning import GradientMasker
+
+    masker = GradientMasker(trainer.model, eager=False)  # no hooks: just the (grad, mask) pairs
     trainer.forward_backward(batch)
     times = []
     for _ in range(repeats):
         synchronize(device)
         start = time.perf_counter()
-        trainer.grad_masker()
+        masker()
         synchronize(device)
         times.append(time.perf_counter() - start)
     trainer.model.zero_grad(set_to_none=True)
@@ -276,14 +288,15 @@ class _Holder(nn.Module):
     """A bare module around one weight, for ``prune.global_unstructured``."""
 
     def __init__(self, weight):
+        """Wrap ``weight`` (no copy) as the parameter ``weight``."""
         super().__init__()
         self.weight = nn.Parameter(weight, requires_grad=False)  # shares the storage
 
 
-def timed(fn):
-    """(seconds, result) of one call."""
+def timed(fn, *args):
+    """(seconds, result) of one call ``fn(*args)``."""
     start = time.perf_counter()
-    out = fn()
+    out = fn(*args)
     return time.perf_counter() - start, out
 
 
@@ -301,6 +314,7 @@ def compare_masks(ours, theirs, weights):
 
 
 def pruned_count(masks):
+    """Number of pruned (False) entries over a list of bool masks."""
     return sum(m.numel() - int(m.sum()) for m in masks)
 
 
@@ -324,8 +338,8 @@ def prune_rounds(weights, repeats):
         holders = [_Holder(w) for w in weights]  # fresh, unpruned modules on the same storage
         ours = None
         for r, amount in zip((1, 2), amounts):
-            t_ours, ours = timed(lambda: magnitude_masks(weights, ours, amount))
-            t_torch, theirs = timed(lambda: torch_prune(holders, amount))
+            t_ours, ours = timed(magnitude_masks, weights, ours, amount)
+            t_torch, theirs = timed(torch_prune, holders, amount)
             times[(r, "ours")].append(t_ours)
             times[(r, "torch")].append(t_torch)
             if rep == 0:
@@ -460,7 +474,7 @@ def figure_mask_size(opts):
     return [base_record(
         "mask_size", opts, model=shape_dict(name), n_entries=n, n_matrices=len(masks),
         sparsity=sparsity, bool_bytes=size["bool"], float_bytes=size["float"], ratio=ratio,
-        element_ratio=torch.finfo(torch.float32).bits // 8 / torch.tensor([], dtype=torch.bool).element_size(),
+        element_ratio=float(torch.float32.itemsize / torch.bool.itemsize),
         framing_bytes=size["bool"] - n, loads_weights_only=loads,
         loads_in_torch_prune=loads and prune_sparsity == sparsity,
         torch_prune_sparsity=prune_sparsity,
@@ -642,19 +656,22 @@ RUNNERS = {"masked_step": figure_masked_step, "prune_speed": figure_prune_speed,
 
 
 def parse_args(argv=None):
+    """Flags of the benchmark (see the module docstring)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     a = p.add_argument
-    a("--quick", action="store_true", help="tiny shapes and 2 timed steps (< 30 s; numbers not meaningful)")
+    a("--quick", action="store_true",
+      help="tiny shapes, 2 timed steps, 1 thread (< 30 s; numbers not meaningful)")
     a("--only", default="", help=f"comma-separated figures among {','.join(FIGURES)}")
     a("--steps", type=int, default=None, help="timed steps per variant (default 5, --quick 2)")
     a("--warmup", type=int, default=1, help="untimed steps per variant first")
     a("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     a("--batch", type=int, default=None, help="batch size of the step figures (default 32, --quick 4)")
-    a("--seq", type=int, default=None, help="sequence length of the step figures (default 128, --quick 16)")
-    a("--glue_steps", type=int, default=None, help="timed MRPC steps per collator (default 20, --quick 2)")
+    a("--seq", type=int, default=None, help="sequence length of the step figures (128; --quick 16)")
+    a("--glue_steps", type=int, default=None, help="timed MRPC steps per collator (20; --quick 2)")
     a("--glue_batch", type=int, default=None, help="MRPC batch size (default 32, --quick 8)")
-    a("--prune_repeats", type=int, default=3, help="both pruning rounds, ours and torch's, are timed this many times (medians)")
+    a("--prune_repeats", type=int, default=3,
+      help="both pruning rounds, ours and torch's, are timed this many times (medians)")
     a("--shapes", default=None, help="masked_step model shapes (default minilm,bert-base; --quick tiny)")
     a("--seed", type=int, default=42, help="seed of weights, batches and data order")
     a("--threads", type=int, default=None, help="torch threads (default: torch's choice; --quick 1)")
@@ -680,11 +697,12 @@ def finish_opts(opts):
         torch.set_num_threads(opts.threads)
     if opts.warmup < 0 or opts.prune_repeats < 1:
         raise UserError("--warmup must be >= 0 and --prune_repeats >= 1")
-    opts.shapes = [x.strip() for x in (opts.shapes or ("tiny" if quick else "minilm,bert-base")).split(",")
-                   if x.strip()]
+    shapes = opts.shapes or ("tiny" if quick else "minilm,bert-base")
+    opts.shapes = [x.strip() for x in shapes.split(",") if x.strip()]
     bad = [x for x in opts.shapes if x not in SHAPES]
     if bad or not opts.shapes:
-        raise UserError(f"--shapes: unknown shape {bad[0] if bad else ''!r} (choose from {', '.join(SHAPES)})")
+        name = bad[0] if bad else ""
+        raise UserError(f"--shapes: unknown shape {name!r} (choose from {', '.join(SHAPES)})")
     opts.figures = [f.strip() for f in opts.only.split(",") if f.strip()] or list(FIGURES)
     bad = [f for f in opts.figures if f not in FIGURES]
     if bad:

@@ -74,7 +74,8 @@ def test_masked_step_times_three_variants(quick):
     assert rec["sparsity"] == 50.0
     assert set(rec["times_s"]) == {"dense", "plain", "hooks"}
     assert all(len(v) == 2 for v in rec["times_s"].values())
-    assert rec["ratio"] == pytest.approx(rec["median_s"]["plain"] / rec["median_s"]["dense"], rel=2e-2)  # medians are rounded
+    medians = rec["median_s"]  # rounded to 0.1 ms, hence the tolerance
+    assert rec["ratio"] == pytest.approx(medians["plain"] / medians["dense"], rel=2e-2)
 
 
 def test_pruning_masks_equal_torch_in_both_rounds(quick):
