@@ -39,7 +39,7 @@ for what in "${@:-mrpc stsb squad mlm}"; do
         timed mlm_dense pretrain_trans.py --dir pre --mlm --model_name_or_path "$M" \
           --train_data_file "$D/wikitext-2/test.txt" --eval_data_file "$D/wikitext-2/valid.txt" --block_size 128 \
           --do_train --evaluate_during_training --per_gpu_train_batch_size 8 --per_gpu_eval_batch_size 16 \
-          --learning_rate 1e-4 --max_steps 300 --logging_steps 100 --save_steps 0 --max_eval_samples 400 --bf16 --seed 57 ;;
+          --learning_rate 1e-4 --max_steps 150 --logging_steps 50 --save_steps 0 --max_eval_samples 200 --bf16 --seed 57 ;;
       *) echo "unknown run $w (mrpc, stsb, squad, mlm)" >&2; exit 2 ;;
     esac
   done
