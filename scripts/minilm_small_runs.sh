@@ -33,13 +33,13 @@ for what in "${@:-mrpc stsb squad mlm}"; do
       squad)  # SQuAD v1.1 dev split by article: train on 38 articles, evaluate on the other 10
         timed squad_dense squad_trans.py --dir pre --model_name_or_path "$M" --do_train --do_lower_case \
           --train_file "$D/squad/train-split-of-dev-v1.1.json" --predict_file "$D/squad/eval-split-of-dev-v1.1.json" \
-          --max_seq_length 192 --doc_stride 64 --per_gpu_train_batch_size 16 --learning_rate 1e-4 \
-          --max_steps 300 --logging_steps 0 --save_steps 0 --bf16 --seed 57 ;;
+          --max_seq_length 192 --doc_stride 64 --per_gpu_train_batch_size 16 --learning_rate 1e-4 --max_eval_samples 300 \
+          --max_steps 40 --logging_steps 0 --save_steps 0 --bf16 --seed 57 ;;
       mlm)  # WikiText-2: train on test.txt, evaluate on valid.txt (MiniLM has no MLM head: it starts random)
         timed mlm_dense pretrain_trans.py --dir pre --mlm --model_name_or_path "$M" \
           --train_data_file "$D/wikitext-2/test.txt" --eval_data_file "$D/wikitext-2/valid.txt" --block_size 128 \
           --do_train --evaluate_during_training --per_gpu_train_batch_size 8 --per_gpu_eval_batch_size 16 \
-          --learning_rate 1e-4 --max_steps 150 --logging_steps 50 --save_steps 0 --max_eval_samples 200 --bf16 --seed 57 ;;
+          --learning_rate 1e-4 --max_steps 60 --logging_steps 30 --save_steps 0 --max_eval_samples 100 --bf16 --seed 57 ;;
       *) echo "unknown run $w (mrpc, stsb, squad, mlm)" >&2; exit 2 ;;
     esac
   done
