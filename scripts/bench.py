@@ -13,9 +13,11 @@ Figures (``--only`` picks some):
   (target >= 1.4x at the same dev acc/f1).
 * ``mixed_precision``: bf16 (and on CUDA fp16) autocast step / fp32 step, BERT-base shape.
 
+Without ../shared/data the glue_padding line says ``"skipped": true`` and why (meets_target null).
+
 Commands (from the repository root)::
 
-    python scripts/bench.py > bench.jsonl                 # everything: ~15-25 min on 2 CPU cores
+    python scripts/bench.py > bench.jsonl                 # all: ~13 min on 2 idle CPU cores
     python scripts/bench.py --only masked_step --steps 7  # one figure, more timed steps
     python scripts/bench.py --only prune_speed,mask_size
     python scripts/bench.py --quick                       # tiny, 1 thread, < 30 s (not meaningful)
@@ -563,7 +565,7 @@ def figure_glue_padding(opts):
 
     inputs = glue_inputs(opts)
     if inputs is None:
-        return [base_record("glue_padding", opts, skipped=True,
+        return [base_record("glue_padding", opts, skipped=True, meets_target=None,
                             reason=f"shared data absent: need {MINILM_DIR} and {MRPC_DIR}")]
     tok, model, data, model_info = inputs
     log(f"glue_padding: {model_info['name']} on {data}")

@@ -122,6 +122,16 @@ def test_mixed_precision_compares_bf16_to_fp32(quick):
     assert rec["ratio"] == rec["bf16_ratio"]
 
 
+def test_glue_figure_is_skipped_without_shared_data(tmp_path, monkeypatch):
+    bench = load_bench()
+    monkeypatch.setattr(bench, "MINILM_DIR", tmp_path / "no-model")
+    opts = bench.parse_args(["--only", "glue_padding"])  # full mode: reads ../shared/data
+    (rec,) = bench.figure_glue_padding(opts)
+    assert rec["figure"] == "glue_padding" and rec["skipped"] is True and rec["meets_target"] is None
+    assert rec["reason"] == f"shared data absent: need {tmp_path / 'no-model'} and {bench.MRPC_DIR}"
+    assert rec["quick"] is False and rec["machine"]["cpu_count"] >= 1
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--only", "masked_step,nope"], "--only: unknown figure 'nope'"),
     (["--steps", "0"], "--steps must be at least 1, got 0"),
