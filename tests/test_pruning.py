@@ -141,6 +141,39 @@ def test_large_input_matches_full_sort():
     assert torch.equal(torch.cat([m.flatten() for m in masks]), expected)
 
 
+def test_earlier_mask_decides_not_the_weight_values():
+    """Pruned entries stay pruned and do not count even when their weights are large; surviving
+    zeros and ties among survivors go first, ties by position; float and bool masks agree."""
+    gen = torch.Generator().manual_seed(5)
+    ws = [torch.randint(-4, 5, (300, 700), generator=gen).float(), torch.randint(-4, 5, (500, 500), generator=gen).float()]
+    prev = [torch.rand(w.shape, generator=gen) > 0.3 for w in ws]
+    for w, p in zip(ws, prev):
+        w[~p] = 100.0  # would be kept by magnitude if the mask were ignored
+    n_prune = round(0.37 * int(sum(p.sum() for p in prev)))
+    flat_w = torch.cat([w.flatten() for w in ws]).abs()
+    flat_p = torch.cat([p.flatten() for p in prev])
+    alive = flat_p.nonzero().flatten()
+    order = alive[torch.sort(flat_w[alive], stable=True).indices]  # |w|, then position
+    expected = flat_p.clone()
+    expected[order[:n_prune]] = False
+    for masks in (prev, [p.float() for p in prev]):
+        got = torch.cat([m.flatten() for m in P.magnitude_masks(ws, masks, 0.37)])
+        assert torch.equal(got, expected)
+
+
+def test_pruning_restores_thread_count():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        P.magnitude_masks([torch.randn(50, 50)], None, 0.5)
+        assert torch.get_num_threads() == 2
+        with pytest.raises(UserError):
+            P.magnitude_masks([torch.randn(50, 50)], None, 1.5)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_amount_out_of_range():
     with pytest.raises(UserError, match="amount"):
         P.magnitude_masks([torch.ones(2, 2)], None, 1.5)

@@ -155,22 +155,28 @@ def enforce_masks(model):
             module.weight.mul_(module.weight_mask)
 
 
-def _zero_pruned(pruned):
-    """Post-accumulate-grad hook zeroing the gradient at the pruned entries."""
+def _zero_pruned(mask):
+    """Post-accumulate-grad hook multiplying the gradient by the 0/1 mask."""
     def hook(param):
-        param.grad.masked_fill_(pruned, 0.0)
+        param.grad.mul_(mask)
     return hook
 
 
 class GradientMasker:
     """Zeroes the gradients of pruned weights (plain masking's only per-step cost).
 
+    The gradient is multiplied in place by the module's ``weight_mask`` buffer (same dtype as
+    the weight), exactly what the hooks' ``weight_orig * weight_mask`` does to it in backward,
+    so both implementations see the same gradients, non-finite values included (an fp16
+    overflow at a pruned entry still makes GradScaler skip the step, as under hooks). On the
+    CPU a multiply by a float mask is about 25x faster than ``masked_fill_`` with a bool mask.
+
     ``eager=True`` (one process) masks each gradient in a post-accumulate-grad hook, right after
-    backward wrote it and while it is still in cache; this is what keeps masked steps at dense
-    speed. ``eager=False`` (DistributedDataParallel, whose all-reduce may read gradients before
-    such hooks run) masks everything when called, after backward. ``masked_fill_`` writes exact
-    zeros even where an fp16 gradient overflowed. A no-op without plain masks (dense training,
-    or hooks, whose gradients are already zero). Call :meth:`remove` before masks change.
+    backward wrote it and while it is still in cache. ``eager=False`` (DistributedDataParallel,
+    whose all-reduce may read gradients before such hooks run) masks everything when called,
+    after backward. A no-op without plain masks (dense training, or hooks, whose gradients
+    already come out multiplied). Masks replaced in place by :func:`apply_masks` are picked up;
+    call :meth:`remove` when the model's masking itself changes.
     """
 
     def __init__(self, model, eager=True):
@@ -178,16 +184,15 @@ class GradientMasker:
         if masking_impl(model) != "plain":
             return
         for module in prunable_modules(model).values():
-            pruned = torch.logical_not(module.weight_mask.to(torch.bool))
             if eager:
-                self.handles.append(module.weight.register_post_accumulate_grad_hook(_zero_pruned(pruned)))
+                self.handles.append(module.weight.register_post_accumulate_grad_hook(_zero_pruned(module.weight_mask)))
             else:
-                self.pairs.append((module.weight, pruned))
+                self.pairs.append((module.weight, module.weight_mask))
 
     def __call__(self):
-        for p, pruned in self.pairs:
+        for p, mask in self.pairs:
             if p.grad is not None:
-                p.grad.masked_fill_(pruned, 0.0)
+                p.grad.mul_(mask)
 
     def remove(self):
         for handle in self.handles:
@@ -232,32 +237,41 @@ def effective_state_dict(model):
 CHUNK = 1 << 18  # entries scored at a time: 1 MB of float32, so intermediates stay in cache
 
 
-def _scores(weight, mask, out=None):
-    """|weight| as float32 on the CPU, with pruned entries set to -1 so that they rank first."""
-    s = torch.abs(weight.detach().to("cpu", torch.float32), out=out)
-    if mask is not None:
-        s.masked_fill_(torch.logical_not(mask.detach().to("cpu", torch.bool)), -1.0)
-    return s
+def _chunks(weights, masks):
+    """Yield (matrix index, flat start, |weight| chunk, surviving-entry chunk or None).
 
-
-def _score_chunks(weights, masks):
-    """Yield (matrix index, flat start, scores) over every matrix in cache-sized chunks.
-
-    The scores tensor is a reused buffer: consume it before the next step. Working chunk by
-    chunk keeps the intermediates in cache and bounds the extra memory to one chunk.
+    Scores are the raw magnitudes; the earlier mask is returned beside them (as bool) rather
+    than folded into the scores, so no pass writes over the scores. The two tensors are reused
+    buffers: consume them before the next step. Working in cache-sized chunks bounds the extra
+    memory to one chunk and keeps the intermediates in cache.
     """
     buf = torch.empty(CHUNK, dtype=torch.float32)
+    alive = torch.empty(CHUNK, dtype=torch.bool)
     for i, (w, m) in enumerate(zip(weights, masks)):
         flat_w = w.detach().reshape(-1)
         flat_m = None if m is None else m.detach().reshape(-1)
         for start in range(0, flat_w.numel(), CHUNK):
             end = min(start + CHUNK, flat_w.numel())
-            yield i, start, _scores(flat_w[start:end], None if flat_m is None else flat_m[start:end],
-                                    out=buf[: end - start])
+            n = end - start
+            s = torch.abs(flat_w[start:end].to("cpu", torch.float32), out=buf[:n])
+            if flat_m is None:
+                yield i, start, s, None
+            else:
+                mk = flat_m[start:end].to("cpu")
+                if mk.dtype == torch.bool:
+                    yield i, start, s, mk
+                else:
+                    yield i, start, s, torch.ne(mk, 0, out=alive[:n])
+
+
+def _surviving(masks):
+    """Number of surviving (non-zero) entries over a list of masks (None = all survive)."""
+    return sum(int(torch.count_nonzero(m)) for m in masks if m is not None)
 
 
 def _sample_scores(weights, masks, n_sample, seed=0):
-    """Scores of ``n_sample`` entries drawn uniformly (with replacement) over all matrices."""
+    """Sorted scores of ``n_sample`` entries drawn uniformly (with replacement) over all
+    matrices, pruned entries scoring -1 (below every surviving one)."""
     gen = torch.Generator().manual_seed(seed)
     sizes = torch.tensor([w.numel() for w in weights])
     offsets = torch.cumsum(sizes, 0) - sizes
@@ -267,9 +281,10 @@ def _sample_scores(weights, masks, n_sample, seed=0):
     for i, (w, m) in enumerate(zip(weights, masks)):
         local = idx[owner == i] - offsets[i]
         if local.numel():
-            flat_w = w.detach().reshape(-1)[local.to(w.device)]
-            flat_m = None if m is None else m.detach().reshape(-1)[local.to(m.device)]
-            parts.append(_scores(flat_w, flat_m))
+            s = w.detach().reshape(-1)[local.to(w.device)].to("cpu", torch.float32).abs()
+            if m is not None:
+                s.masked_fill_(m.detach().reshape(-1)[local.to(m.device)].to("cpu") == 0, -1.0)
+            parts.append(s)
     return torch.cat(parts).sort().values
 
 
@@ -281,9 +296,11 @@ def magnitude_masks(weights, masks, amount):
     Ties at the threshold are broken by position (torch's ``topk`` order is unspecified).
 
     The threshold is found without sorting or copying everything: a sample's quantiles bracket
-    it, one pass counts the entries below the bracket and keeps those inside it, a selection on
-    that small set gives the exact value, and a second pass writes the masks. Both passes run
-    over cache-sized chunks; extra memory is the bracketed entries plus one chunk.
+    it, one pass counts the surviving entries below the bracket and keeps those inside it, a
+    selection on that small set gives the exact value, and a second pass writes the masks.
+    Both passes run over cache-sized chunks with one thread (the work is memory-bound; a
+    second thread only adds synchronisation); extra memory is the bracketed entries plus one
+    chunk, besides the returned masks.
 
     weights: list of tensors (scores are their absolute values); masks: list of 0/1 tensors
     (or None for no earlier pruning). Returns a list of bool tensors on the CPU.
@@ -292,46 +309,68 @@ def magnitude_masks(weights, masks, amount):
         raise UserError(f"pruning amount must lie in [0, 1], got {amount}")
     if masks is None:
         masks = [None] * len(weights)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _magnitude_masks(weights, masks, amount)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _magnitude_masks(weights, masks, amount):
     total = sum(w.numel() for w in weights)
-    already = sum(0 if m is None else m.numel() - int(m.to(torch.bool).sum()) for m in masks)
-    n_prune = round(amount * (total - already))  # python round, as torch's _compute_nparams_toprune
+    remaining = sum(w.numel() for w, m in zip(weights, masks) if m is None) + _surviving(masks)
+    n_prune = round(amount * remaining)  # python round, as torch's _compute_nparams_toprune
     if n_prune == 0:
         return [torch.ones(w.shape, dtype=torch.bool) if m is None else m.detach().to("cpu", torch.bool)
                 for w, m in zip(weights, masks)]
-    target = already + n_prune  # the target-th smallest score is the last one to go
-    threshold, n_below, n_equal = _select(weights, masks, target, total)
-    ties_to_prune = target - n_below  # 1 <= ties_to_prune <= n_equal
+    threshold, n_below, n_equal = _select(weights, masks, n_prune, total - remaining)
+    ties_to_prune = n_prune - n_below  # 1 <= ties_to_prune <= n_equal
     out = [torch.empty(w.shape, dtype=torch.bool) for w in weights]
-    for i, start, s in _score_chunks(weights, masks):
+    tie = torch.empty(CHUNK, dtype=torch.bool)
+    for i, start, s, alive in _chunks(weights, masks):
         keep = out[i].view(-1)[start:start + s.numel()]
         torch.gt(s, threshold, out=keep)
+        if alive is not None:
+            keep &= alive
         if ties_to_prune < n_equal:  # keep the ties beyond the first ties_to_prune, by position
-            tie_idx = (s == threshold).nonzero().flatten()
+            t = torch.eq(s, threshold, out=tie[:s.numel()])
+            if alive is not None:
+                t &= alive
+            tie_idx = t.nonzero().flatten()
             keep[tie_idx[ties_to_prune:]] = True
             ties_to_prune = max(0, ties_to_prune - tie_idx.numel())
             n_equal -= tie_idx.numel()
     return out
 
 
-def _select(weights, masks, target, total):
-    """(value of the target-th smallest score, #scores below it, #scores equal to it)."""
+def _select(weights, masks, target, n_pruned):
+    """(value of the target-th smallest surviving score, #surviving scores below it, #equal).
+
+    ``n_pruned`` earlier-pruned entries sit below every surviving score in the sample.
+    """
+    total = sum(w.numel() for w in weights)
     m = min(total, 1 << 18)
     sample = _sample_scores(weights, masks, m)
-    q = target / total
+    q = (n_pruned + target) / total
     margin = 8 * math.sqrt(max(q * (1 - q), 1.0 / m) / m) + 2.0 / m  # 8 standard errors
-    lo = sample[max(0, math.floor((q - margin) * m))].item()
+    lo = max(0.0, sample[max(0, math.floor((q - margin) * m))].item())
     hi = sample[min(m - 1, math.ceil((q + margin) * m))].item()
     below, inside = 0, []
     low, band = torch.empty(CHUNK, dtype=torch.bool), torch.empty(CHUNK, dtype=torch.bool)
-    for _, _, s in _score_chunks(weights, masks):
+    for _, _, s, alive in _chunks(weights, masks):
         n = s.numel()
-        below += int(torch.lt(s, lo, out=low[:n]).sum())
-        torch.le(s, hi, out=band[:n])
-        inside.append(s[band[:n] & ~low[:n]])
+        lt, le = torch.lt(s, lo, out=low[:n]), torch.le(s, hi, out=band[:n])
+        if alive is not None:
+            lt &= alive
+            le &= alive
+        below += int(torch.count_nonzero(lt))
+        le &= ~lt
+        inside.append(s[le])
     inside = torch.cat(inside)
     if not below < target <= below + inside.numel():  # the bracket missed (rare): take all
         below = 0
-        inside = torch.cat([s.clone() for _, _, s in _score_chunks(weights, masks)])
+        inside = torch.cat([s[a] if a is not None else s.clone() for _, _, s, a in _chunks(weights, masks)])
     value = torch.kthvalue(inside, target - below).values.item()
     return value, below + int((inside < value).sum()), int((inside == value).sum())
 
