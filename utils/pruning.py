@@ -305,9 +305,10 @@ def magnitude_masks(weights, masks, amount):
     The threshold is found without sorting or copying everything: a sample's quantiles bracket
     it, one pass counts the surviving entries below the bracket and keeps those inside it, a
     selection on that small set gives the exact value, and a second pass writes the masks.
-    Both passes run over cache-sized chunks with one thread (the work is memory-bound; a
-    second thread only adds synchronisation); extra memory is the bracketed entries plus one
-    chunk, besides the returned masks.
+    Both passes run in numpy over cache-sized chunks on one thread (torch's sampling step is
+    held to one thread too: on small tensors a second thread only adds synchronisation); extra
+    memory is the bracketed entries (about 1 % of the weights) plus one chunk, besides the
+    returned masks. About 0.1-0.2 s per round on BERT-base's 85.5M weights (scripts/bench.py).
 
     weights: list of tensors (scores are their absolute values); masks: list of 0/1 tensors
     (or None for no earlier pruning). Returns a list of bool tensors on the CPU.
