@@ -148,13 +148,18 @@ def start_run(args, script):
     tokenizer. Returns the tokenizer."""
     from utils.errors import UserError
     from utils.models import load_tokenizer
-    from utils.train import prepare_output_dir, save_args, set_seed, setup_device
+    from utils.train import is_main, prepare_output_dir, save_args, set_seed, setup_device
 
     if args.model_type.lower() != "bert":
         raise UserError(f"--model_type {args.model_type}: only bert is supported by the pruning code")
     setup_device(args)
     set_seed(args.seed)
-    prepare_output_dir(args)
-    save_args(args, script)
+    if is_main(args):  # under torchrun only rank 0 checks and fills the output folder
+        prepare_output_dir(args)
+        save_args(args, script)
+    if args.world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
     return load_tokenizer(args.tokenizer_name or args.model_name_or_path,
                           do_lower_case=True if getattr(args, "do_lower_case", False) else None)

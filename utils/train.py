@@ -294,13 +294,8 @@ class Trainer:
                     continue
                 self.optimizer_step()
                 bar.update(1)
-                if main and args.logging_steps > 0 and self.global_step % args.logging_steps == 0:
-                    if args.evaluate_during_training and args.world_size == 1:
-                        self.evaluate()
-                        model.train()
-                    self.writer.add_scalar("lr", self.scheduler.get_last_lr()[0], self.global_step)
-                    self.writer.add_scalar("loss", (total_loss - logged_loss) / args.logging_steps,
-                                           self.global_step)
+                if args.logging_steps > 0 and self.global_step % args.logging_steps == 0:
+                    self._log_and_evaluate(total_loss - logged_loss)
                     logged_loss = total_loss
                 if args.save_steps > 0 and self.global_step % args.save_steps == 0 and self.on_save:
                     stop = self.on_save(self, self.global_step) == "stop"
@@ -315,6 +310,22 @@ class Trainer:
             self.writer.flush()
         self.write_results()
         return self.global_step, total_loss / max(self.global_step, 1)
+
+    def _log_and_evaluate(self, loss_since_last_log):
+        """Every ``--logging_steps``: rank 0 evaluates (``--evaluate_during_training``) on the
+        unwrapped model and logs lr and loss, while the other ranks wait at a barrier (the
+        original evaluated only without distributed training)."""
+        args = self.args
+        if is_main(args):
+            if args.evaluate_during_training:
+                self.evaluate()
+                self.model.train()
+            self.writer.add_scalar("lr", self.scheduler.get_last_lr()[0], self.global_step)
+            self.writer.add_scalar("loss", loss_since_last_log / args.logging_steps, self.global_step)
+        if args.world_size > 1 and args.evaluate_during_training:
+            import torch.distributed as dist
+
+            dist.barrier()
 
     def close(self):
         if self.writer is not None:
