@@ -398,3 +398,17 @@ def test_shuffled_layer_weights_permute_whole_layers():
         assert torch.equal(weights[f"bert.encoder.layer.{i}.output.dense.weight"], layers[j].output.dense.weight)
     assert torch.equal(weights["bert.pooler.dense.weight"], model.bert.pooler.dense.weight)
     assert not any("bias" in k or "LayerNorm" in k for k in weights)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_pruning_other_dtypes_exact_counts_and_nested(dtype):
+    gen = torch.Generator().manual_seed(0)
+    ws = [torch.randn(300, 400, generator=gen).to(dtype), torch.randn(500, 600, generator=gen).to(dtype)]
+    first = P.magnitude_masks(ws, None, 0.3)
+    second = P.magnitude_masks(ws, [m.to(dtype) for m in first], 0.2)  # masks in the weights' dtype
+    assert sum(int((~m).sum()) for m in first) == 126000  # round(0.3 * 420000)
+    assert sum(int((~m).sum()) for m in second) == 126000 + 58800  # + round(0.2 * 294000)
+    assert all(not bool((b & ~a).any()) for a, b in zip(first, second))
+    flat = torch.cat([w.float().abs().flatten() for w in ws])
+    kept = torch.cat([m.flatten() for m in first])
+    assert float(flat[~kept].max()) <= float(flat[kept].min())
