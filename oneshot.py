@@ -3,7 +3,8 @@
 ``--weight pre``: one-shot magnitude pruning (OMP) of the pre-trained weights.
 ``--weight rand``: magnitude pruning of freshly initialised weights, i.e. a uniformly random
 mask (the random-pruning baseline). Writes ``mask.pt`` (the original format: 73 keys for
-BERT-base), its sparsity report ``mask_sparsity.json``, and ``weight.pt`` (every other tensor,
+BERT-base), its sparsity report ``mask_sparsity.json``, its provenance ``mask_provenance.json``
+and ``weight.pt`` (every other tensor,
 as the original) to ``--output_dir`` (default ``pretrain_prun/`` or ``random_prun/``).
 
     python oneshot.py --weight pre --model glue --rate 0.5 \
@@ -15,8 +16,11 @@ from pathlib import Path
 import torch
 
 from utils.errors import run_cli
+from utils.io import atomic_write
 from utils.models import HEADS, load_model
-from utils.pruning import atomic_write, effective_state_dict, format_sparsity, global_magnitude_prune, save_mask
+from utils.provenance import checkpoint_identity, command_line, write_record
+from utils.pruning import PRUNABLE_SETS, effective_state_dict, format_sparsity, global_magnitude_prune, save_mask
+from utils.train import plain_args
 
 
 def parse_args(argv=None):
@@ -32,6 +36,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=42, help="seed of the random weights (--weight rand)")
     p.add_argument("--mask_format", choices=("bool", "float"), default="bool",
                    help="bool (4x smaller) or the original's float32 tensors")
+    p.add_argument("--prunable_set", choices=PRUNABLE_SETS, default="paper",
+                   help="paper: the 73 matrices incl. the pooler (original); no_pooler: leave the "
+                        "pooler out (its mask stays all ones; --rate counts the rest)")
     args = p.parse_args(argv)
     if not 0.0 <= args.rate <= 1.0:
         p.error(f"--rate must lie in [0, 1], got {args.rate}")
@@ -42,13 +49,22 @@ def main(argv=None):
     args = parse_args(argv)
     out = Path(args.output_dir or ("pretrain_prun" if args.weight == "pre" else "random_prun"))
     model = load_model(args.model, args.model_name_or_path, init=args.weight, seed=args.seed)
-    masks = global_magnitude_prune(model, args.rate)
-    report = save_mask(out / "mask.pt", masks, model=model, fmt=args.mask_format)
+    masks = global_magnitude_prune(model, args.rate, prunable_set=args.prunable_set)
+    report = save_mask(out / "mask.pt", masks, model=model, fmt=args.mask_format,
+                       prunable_set=args.prunable_set)
+    write_record(out / "mask.pt", {
+        "kind": "omp" if args.weight == "pre" else "random", "structure": "unstructured",
+        "script": "oneshot.py", "command": command_line(), "task": None, "seed": args.seed,
+        "weight": args.weight, "rate": args.rate, "prunable_set": args.prunable_set,
+        "sparsity": report["prunable"]["sparsity"], "emptied": [e["key"] for e in report["emptied"]],
+        "checkpoint": checkpoint_identity(args.model_name_or_path, model.config, init=args.weight),
+        "args": plain_args(args)})
     weights = {k: v.clone() for k, v in effective_state_dict(model).items()}
     atomic_write(out / "weight.pt", lambda tmp: torch.save(weights, tmp))
     print(f"zero rate {report['prunable']['sparsity']:.4f}")
     print(format_sparsity(report))
-    print(f"wrote {out / 'mask.pt'}, {out / 'mask_sparsity.json'}, {out / 'weight.pt'}")
+    print(f"wrote {out / 'mask.pt'}, {out / 'mask_sparsity.json'}, {out / 'mask_provenance.json'}, "
+          f"{out / 'weight.pt'}")
     return report
 
 

@@ -14,15 +14,18 @@ from pathlib import Path
 import torch
 
 from utils.errors import run_cli
+from utils.io import atomic_write
 from utils.models import load_model, load_weight_file
-from utils.pruning import atomic_write, shuffled_layer_weights
+from utils.provenance import checkpoint_identity, command_line, write_record
+from utils.pruning import shuffled_layer_weights
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model_name_or_path", default="bert-base-uncased", help="local BERT checkpoint")
-    p.add_argument("--seed", type=int, default=None, help="seed of the permutation (default: unseeded, as the original)")
+    p.add_argument("--seed", type=int, default=42,
+                   help="seed of the permutation (recorded beside the file; -1: unseeded, as the original)")
     p.add_argument("--output", default="tmp/shuffle_weight.pt", help="file to write (folders are created)")
     return p.parse_args(argv)
 
@@ -30,12 +33,17 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     model = load_model("glue", args.model_name_or_path)
-    weights, perm = shuffled_layer_weights(model, seed=args.seed)
+    seed = None if args.seed is not None and args.seed < 0 else args.seed
+    weights, perm = shuffled_layer_weights(model, seed=seed)
     out = Path(args.output)
     atomic_write(out, lambda tmp: torch.save(weights, tmp))
     load_weight_file(load_model("glue", args.model_name_or_path), out)  # the original's check
+    write_record(out, {"kind": "shuffle", "script": "pertub_weight.py", "command": command_line(),
+                       "seed": seed, "permutation": perm, "matrices": len(weights),
+                       "checkpoint": checkpoint_identity(args.model_name_or_path, model.config),
+                       "args": vars(args)})
     print(f"layer permutation (target <- source): {json.dumps(perm)}")
-    print(f"wrote {len(weights)} matrices to {out}")
+    print(f"wrote {len(weights)} matrices to {out} (record: {out.with_name(out.stem + '_provenance.json')})")
     return perm
 
 

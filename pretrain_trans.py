@@ -1,8 +1,8 @@
 """Masked-language-model training with a fixed mask (ORIGINAL_BEHAVIOUR.md §5).
 
 ``--dir pre|rand``, ``--weight_pertub`` and ``--mask_dir`` as in glue_trans.py; the mask stays
-fixed. ``result.pt`` starts with the initial sparsity; there is no extra final evaluation
-(as the original), so pass --evaluate_during_training with --logging_steps.
+fixed. ``result.pt`` starts with the initial sparsity; the run ends with one final evaluation
+on ``--eval_data_file`` (the original had none), the score the report uses.
 
     python pretrain_trans.py --dir pre --mask_dir out/imp_mlm/checkpoint-600/mask.pt --mlm \
         --model_name_or_path ../shared/data/models/all-MiniLM-L6-v2 \
@@ -32,7 +32,7 @@ def main(argv=None):
     model, sparsity = build_transfer_model(args, "pretrain")
     train, collator, evaluate_fn = mlm_experiment(args, tokenizer, model)
     trainer = run_transfer(args, model.to(args.device), sparsity, train, collator, evaluate_fn,
-                           "pretrain_trans.py", final_eval=False,
+                           "pretrain_trans.py",
                            results_extra={"task": "mlm", "model": args.model_name_or_path})
     return trainer.results
 

@@ -204,12 +204,16 @@ def test_seeded_evaluation(tiny_bert_dir, text_files, tmp_path, masking):
         "--do_train", "--evaluate_during_training", "--learning_rate", "0", "--max_steps", "3",
         "--logging_steps", "1", "--save_steps", "0", "--eval_masking", masking]))
     record = torch.load(out / "result.pt", weights_only=True)
-    assert record[0] == 0.0 and len(record) == 4  # sparsity, 3 evaluations, no final one
+    assert record[0] == 0.0 and len(record) == 5  # sparsity, 3 evaluations, the final one
     evals = [{k: r[k] for k in ("perplexity", "acc")} for r in record[1:]]
     results = json.loads((out / "results.json").read_text())
-    assert [e["step"] for e in results["evaluations"]] == [1, 2, 3] and "final" not in results
+    assert [e["step"] for e in results["evaluations"]] == [1, 2, 3, 3]
+    assert results["final"]["tag"] == "final" and results["final"]["step"] == 3
+    done = json.loads((out / "complete.json").read_text())
+    assert done["headline"]["metric"] == "acc" and done["headline"]["source"] == "final"
+    assert done["headline"]["value"] == results["final"]["acc"]  # MLM accuracy is already in percent
     if masking == "fixed":  # learning rate 0: same weights, same seeded masks, same numbers
-        assert evals[0] == evals[1] == evals[2]
+        assert evals[0] == evals[1] == evals[2] == evals[3]
     else:
         assert not evals[0] == evals[1] == evals[2]
 

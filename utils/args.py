@@ -85,6 +85,9 @@ def add_imp_args(p, rewind_default="pretrained"):
            "per_round: the schedule decays to 0 within each round")
     a("--imp_rounds", type=int, default=10,
       help="pruning events: each removes 1/rounds of the original prunable set")
+    a("--prunable_set", choices=("paper", "no_pooler"), default="paper",
+      help="paper: the 73 matrices incl. the pooler (original); no_pooler: leave the pooler out of "
+           "pruning (its mask key stays, all ones; sparsity counts the rest)")
     a("--save_round_weights", type=int, default=1, choices=(0, 1),
       help="1: save each round's trained weights in checkpoint-<step>/ (as the original)")
 

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, SequentialSampler
 
 from utils.data import PaddingCollator, cached_dataset
 from utils.errors import UserError
-from utils.metrics import glue_metrics
+from utils.metrics import glue_baseline, glue_metrics
 
 _CACHE_VERSION = 1  # bump when the cached columns or tokenisation change
 
@@ -280,6 +280,8 @@ def glue_experiment(args, tokenizer):
         return evaluate_glue(model, task.name, evals, collator, args.per_gpu_eval_batch_size,
                              args.device, args.amp_dtype)
 
+    first_dev = evals[eval_task_names(task.name)[0]]
+    evaluate_fn.baseline = glue_baseline(task.name, first_dev["labels"])  # on the rows evaluated
     return task, train, collator, evaluate_fn
 
 

@@ -7,9 +7,12 @@ the original set), rewind the backbone to the pre-trained weights (a real copy: 
 aliasing made this a no-op on CPU and in LT_pretrain), write ``checkpoint-<step>/mask.pt`` and
 its sparsity report, reset AdamW and the schedule; stop after the 10th pruning event.
 """
+import sys
+
 import torch
 
 from utils.models import load_model, load_weight_file
+from utils.provenance import checkpoint_identity, command_line, describe_input, write_record
 from utils.pruning import (
     apply_masks,
     format_sparsity,
@@ -20,9 +23,11 @@ from utils.pruning import (
     rewind,
     save_mask,
     snapshot_state,
+    sparsity_report,
     unwrap,
+    warn_emptied,
 )
-from utils.train import Trainer, save_weights
+from utils.train import Trainer, plain_args, save_args, save_weights
 
 
 def _broadcast_masks(args, masks):
@@ -52,12 +57,25 @@ class IMPRunner:
         self.pruning_step = 0
         need_snapshot = args.rewind == "pretrained" or args.rewind_head
         self.snapshot = snapshot_state(model) if need_snapshot else None
+        self.identity = checkpoint_identity(args.model_name_or_path, unwrap(model).config)
+
+    def mask_record(self, trainer, step, report):
+        """The provenance record of the mask written at this pruning event."""
+        args = self.args
+        return {"kind": "imp", "structure": "unstructured", "script": trainer.results.get("script"),
+                "command": command_line(), "task": trainer.results.get("task"), "seed": args.seed,
+                "pruning_event": self.pruning_step, "imp_rounds": self.rounds, "step": step,
+                "prunable_set": args.prunable_set, "sparsity": report["prunable"]["sparsity"],
+                "sparsity_paper_set": model_sparsity(self.model),
+                "emptied": [e["key"] for e in report["emptied"]],
+                "checkpoint": self.identity, "args": plain_args(args)}
 
     def prune(self, trainer, step):
         """One pruning event: prune, rewind, save the mask, reset the optimizer."""
         args = self.args
         amount = imp_amount(self.pruning_step, self.rounds)
-        masks = global_magnitude_prune(self.model, amount, impl=args.mask_impl)
+        masks = global_magnitude_prune(self.model, amount, impl=args.mask_impl,
+                                       prunable_set=args.prunable_set)
         if args.world_size > 1:
             apply_masks(self.model, _broadcast_masks(args, masks), args.mask_impl)
         self.pruning_step += 1
@@ -67,13 +85,16 @@ class IMPRunner:
         path = trainer.out / f"checkpoint-{step}" / "mask.pt"
         report = None
         if trainer.args.rank == 0:
-            report = save_mask(path, masks, model=unwrap(self.model), fmt=args.mask_format)
+            report = save_mask(path, masks, model=unwrap(self.model), fmt=args.mask_format,
+                               prunable_set=args.prunable_set)
+            record = write_record(path, self.mask_record(trainer, step, report), args.cache_dir or None)
             print(f"pruning event {self.pruning_step}/{self.rounds} at step {step}: "
                   f"zero_rate = {report['prunable']['sparsity']:.2f} -> {path}")
             print(format_sparsity(report))
             trainer.results.setdefault("masks", []).append(
                 {"step": step, "pruning_event": self.pruning_step,
-                 "sparsity": report["prunable"]["sparsity"], "path": str(path.relative_to(trainer.out))})
+                 "sparsity": report["prunable"]["sparsity"], "path": str(path.relative_to(trainer.out)),
+                 "sha256": record["sha256"]})
             trainer.write_results()
         trainer.reset_optimizer()
         return report
@@ -90,8 +111,9 @@ def run_imp(args, model, train_dataset, collate_fn, evaluate_fn, script, prune_f
             results_extra=None):
     """Run IMP end to end; returns the :class:`Trainer` (its ``results`` hold everything)."""
     runner = IMPRunner(args, model)
-    extra = {"rewind": args.rewind, "rewind_head": args.rewind_head,
-             "round_schedule": args.round_schedule, **(results_extra or {})}
+    extra = {"kind": "imp", "rewind": args.rewind, "rewind_head": args.rewind_head,
+             "round_schedule": args.round_schedule, "prunable_set": args.prunable_set,
+             **(results_extra or {})}
     trainer = Trainer(args, model, train_dataset, collate_fn, evaluate_fn, script=script,
                       on_save=runner.on_save, results_extra=extra)
     if args.round_schedule == "per_round" and args.save_steps > 0:
@@ -100,7 +122,9 @@ def run_imp(args, model, train_dataset, collate_fn, evaluate_fn, script, prune_f
     if prune_first:
         runner.prune(trainer, 0)
     trainer.train()
-    trainer.close()
+    # IMP's record is its in-loop evaluations (each before a pruning event); the model left at
+    # the end is rewound and pruned, so it is not evaluated again.
+    trainer.finish()
     return trainer
 
 
@@ -110,11 +134,28 @@ def build_transfer_model(args, kind, **config_overrides):
     (model, initial sparsity in percent)."""
     init = args.dir or "pre"
     model = load_model(kind, args.model_name_or_path, init=init, seed=args.seed, **config_overrides)
+    identity = checkpoint_identity(args.model_name_or_path, model.config, init=init)
+    provenance = {"checkpoint": identity}
+    cache = getattr(args, "cache_dir", "") or None
     if args.weight_pertub:
         n = load_weight_file(model, args.weight_pertub)
+        provenance["weight_pertub"] = describe_input(args.weight_pertub, identity, "--weight_pertub", cache)
         print(f"--weight_pertub: {n} tensors loaded from {args.weight_pertub}")
+    args.prunable_set = "paper"
     if args.mask_dir:
-        apply_masks(model, load_mask(args.mask_dir, model), impl=args.mask_impl)
+        masks = load_mask(args.mask_dir, model)
+        provenance["mask"] = describe_input(args.mask_dir, identity, "mask", cache)
+        record = provenance["mask"]["record"] or {}
+        args.prunable_set = record.get("prunable_set", "paper")
+        warn_emptied(sparsity_report(masks, prunable_set=args.prunable_set), args.mask_dir)
+        apply_masks(model, masks, impl=args.mask_impl)
+        if not provenance["mask"]["record"]:
+            print(f"note: no provenance record found for mask {args.mask_dir} (no sidecar beside it, "
+                  "and its sha256 is not in the record index); the run records its sha256 only",
+                  file=sys.stderr)
+    args.provenance = provenance
+    if getattr(args, "rank", 0) == 0:
+        save_args(args, args.script)  # args.json now also says which mask and weights were loaded
     sparsity = model_sparsity(model)
     print(f"model 0: {sparsity}")
     return model, sparsity
@@ -129,17 +170,16 @@ def run_transfer(args, model, initial_sparsity, train_dataset, collate_fn, evalu
             save_weights(model, trainer.out / f"checkpoint-{step}")
 
     on_save = save_checkpoint if args.save_steps > 0 else None
-    extra = {"init": args.dir or "pre", "mask": args.mask_dir, "weight_pertub": args.weight_pertub,
+    extra = {"kind": "finetune", "init": args.dir or "pre", "mask": args.mask_dir, "weight_pertub": args.weight_pertub,
              "initial_sparsity": initial_sparsity, **(results_extra or {})}
     trainer = Trainer(args, model, train_dataset, collate_fn, evaluate_fn, script=script,
                       on_save=on_save, results_extra=extra)
     trainer.record.append(initial_sparsity)
     if args.do_train:
         trainer.train()
-    if final_eval and trainer.args.rank == 0:
+    if final_eval and trainer.args.rank == 0 and evaluate_fn is not None:
         trainer.results["final"] = trainer.evaluate(tag="final")
-    trainer.write_results()
-    trainer.close()
+    trainer.finish()
     return trainer
 
 
@@ -154,6 +194,7 @@ def start_run(args, script):
         raise UserError(f"--model_type {args.model_type}: only bert is supported by the pruning code")
     setup_device(args)
     set_seed(args.seed)
+    args.script = script
     if is_main(args):  # under torchrun only rank 0 checks and fills the output folder
         prepare_output_dir(args)
         save_args(args, script)

@@ -87,3 +87,54 @@ def squad_scores(predictions, gold_answers):
         f1 += max(f1_tokens(pred, g) for g in golds)
     total = len(gold_answers)
     return {"exact": 100.0 * em / max(total, 1), "f1": 100.0 * f1 / max(total, 1), "total": total}
+
+
+# --- headline metrics and trivial baselines ----------------------------------------------
+
+# One named headline metric per task (the paper's Table 2 columns); GLUE metrics are
+# fractions and are reported in percent, SQuAD and MLM already are.
+HEADLINE = {
+    "cola": "mcc", "sst-2": "acc", "mrpc": "acc", "sts-b": "pearson", "qqp": "acc",
+    "mnli": "acc", "mnli-mm": "acc", "qnli": "acc", "rte": "acc", "wnli": "acc",
+    "squad": "f1", "mlm": "acc",
+}
+HEADLINE_NAME = {"mcc": "Matthews corr.", "acc": "accuracy", "pearson": "Pearson",
+                 "f1": "F1", }
+_PERCENT_ALREADY = {"squad", "mlm"}
+
+
+def headline_metric(task):
+    """Name of ``task``'s headline metric (``sts-b`` -> ``pearson``)."""
+    key = str(task).lower()
+    if key not in HEADLINE:
+        raise KeyError(f"no headline metric for task {task!r}")
+    return HEADLINE[key]
+
+
+def headline(task, metrics):
+    """``{"metric", "value"}`` with the value in percent, or None when the metric is missing."""
+    name = headline_metric(task)
+    value = metrics.get(name) if metrics else None
+    if value is None:
+        return None
+    scale = 1.0 if str(task).lower() in _PERCENT_ALREADY else 100.0
+    return {"metric": name, "value": float(value) * scale}
+
+
+def glue_baseline(task_name, labels):
+    """The trivial baseline on a dev set, headline metric in percent.
+
+    Classification: always answer the most frequent label (ties: the smallest id) -> its
+    accuracy (Matthews 0 for CoLA). Regression (STS-B): a constant prediction, whose Pearson
+    correlation is undefined and counted as 0.
+    """
+    task = str(task_name).lower()
+    metric = headline_metric(task)
+    labels = np.asarray(labels)
+    if task == "sts-b":
+        return {"metric": metric, "value": 0.0, "what": "constant prediction (Pearson undefined, counted 0)"}
+    values, counts = np.unique(labels, return_counts=True)
+    major = values[int(np.argmax(counts))]
+    scores = glue_metrics(task, np.full(len(labels), major), labels)
+    return {"metric": metric, "value": 100.0 * scores[metric],
+            "what": f"majority class (label {int(major)}, {int(counts.max())} of {len(labels)})"}

@@ -24,11 +24,8 @@ Example::
     save_mask("out/mask.pt", masks, model=model)        # + out/mask_sparsity.json
     apply_masks(other_model, load_mask("out/mask.pt", other_model))
 """
-import json
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +34,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from utils.errors import UserError
+from utils.io import atomic_write, write_json  # noqa: F401  (re-exported for older imports)
 
 MASK_SUFFIX = ".weight_mask"
 POOLER = "bert.pooler.dense"
@@ -45,6 +43,7 @@ _ENCODER_LINEAR = re.compile(
     r"(attention\.self\.(query|key|value)|attention\.output\.dense|intermediate\.dense|output\.dense)$"
 )
 IMPLS = ("plain", "hooks")
+PRUNABLE_SETS = ("paper", "no_pooler")  # the original's 73 matrices, or all but the pooler
 
 
 def unwrap(model):
@@ -379,18 +378,37 @@ def _select(weights, masks, target, n_pruned):
     return value, below + int(np.count_nonzero(inside < value)), int(np.count_nonzero(inside == value))
 
 
-def global_magnitude_prune(model, amount, impl=None):
+def scored_names(model, prunable_set="paper"):
+    """Names of the modules that compete in global pruning: the whole prunable set (``paper``,
+    the default and the original's), or all of it but the pooler (``no_pooler``). Mask files
+    keep every key either way; a pooler left out keeps an all-ones mask."""
+    if prunable_set not in PRUNABLE_SETS:
+        raise UserError(f"--prunable_set must be one of {', '.join(PRUNABLE_SETS)}, not {prunable_set!r}")
+    names = list(prunable_modules(model))
+    return [n for n in names if n != POOLER] if prunable_set == "no_pooler" else names
+
+
+def global_magnitude_prune(model, amount, impl=None, prunable_set="paper"):
     """Prune ``amount`` of the model's surviving prunable weights by global magnitude, in place.
 
-    Scores are the effective weights (trained weight × existing mask). Returns the new masks
+    Scores are the effective weights (trained weight × existing mask). ``prunable_set``
+    (``paper`` or ``no_pooler``) picks which matrices compete; the others keep their mask (all
+    ones unless pruned before). Returns the new masks for every prunable matrix
     (``{mask key: bool tensor}``). ``impl`` defaults to the masking already attached, else plain.
     """
     modules = prunable_modules(model)
-    names = list(modules)
+    names = scored_names(model, prunable_set)
     weights = [modules[n].weight for n in names]  # effective weight under hooks too
     old = [getattr(modules[n], "weight_mask", None) for n in names]
-    new = magnitude_masks(weights, None if all(o is None for o in old) else old, amount)
-    masks = {mask_key(n): m for n, m in zip(names, new)}
+    new = dict(zip(names, magnitude_masks(weights, None if all(o is None for o in old) else old, amount)))
+    masks = {}
+    for n, module in modules.items():
+        if n in new:
+            masks[mask_key(n)] = new[n]
+        else:
+            m = getattr(module, "weight_mask", None)
+            masks[mask_key(n)] = (torch.ones(module.weight.shape, dtype=torch.bool) if m is None
+                                  else m.detach().to("cpu", torch.bool))
     apply_masks(model, masks, impl or masking_impl(model) or "plain")
     return masks
 
@@ -434,73 +452,99 @@ def rewind(model, snapshot, include_head=False, include_backbone=True):
 
 # --- sparsity report ---------------------------------------------------------------------
 
-def sparsity_report(masks, model=None):
+def _in_set(key, prunable_set):
+    return not (prunable_set == "no_pooler" and key == mask_key(POOLER))
+
+
+def sparsity_report(masks, model=None, prunable_set="paper"):
     """Per matrix, over the prunable set (the paper's number) and over the whole model.
 
-    Percentages of pruned entries. ``model`` (optional) supplies the whole-model parameter count.
+    Percentages of pruned entries. ``prunable_set="no_pooler"`` counts the prunable sparsity over
+    every matrix but the pooler (which such masks keep whole). ``emptied`` lists every matrix
+    pruned entirely, with what that cuts off. ``model`` (optional) supplies the whole-model
+    parameter count.
     """
     per = {}
-    total = pruned = 0
+    total = pruned = pruned_all = 0
     for key, m in masks.items():
         n = m.numel()
         z = n - int(m.to(torch.bool).sum())
         per[key] = {"shape": list(m.shape), "total": n, "pruned": z, "sparsity": 100.0 * z / n}
-        total += n
-        pruned += z
+        pruned_all += z
+        if _in_set(key, prunable_set):
+            total += n
+            pruned += z
     report = {
         "matrices": len(masks),
+        "prunable_set": prunable_set,
         "prunable": {"total": total, "pruned": pruned, "sparsity": 100.0 * pruned / max(total, 1)},
         "per_matrix": per,
+        "emptied": emptied_matrices(masks),
     }
     if model is not None:
         n_params = sum(
             p.numel() for n, p in unwrap(model).named_parameters()
         )
-        report["model"] = {"total": n_params, "pruned": pruned, "sparsity": 100.0 * pruned / n_params}
+        report["model"] = {"total": n_params, "pruned": pruned_all, "sparsity": 100.0 * pruned_all / n_params}
     return report
+
+
+_EFFECTS = {
+    "attention.self.query": "every attention score of layer {i} is equal: each token averages the values uniformly",
+    "attention.self.key": "every attention score of layer {i} is equal: each token averages the values uniformly",
+    "attention.self.value": "the attention of layer {i} outputs only its value bias (no token information)",
+    "attention.output.dense": "the attention block of layer {i} adds only a constant (its bias) to the residual",
+    "intermediate.dense": "the feed-forward block of layer {i} adds only a constant to the residual",
+    "output.dense": "the feed-forward block of layer {i} adds only a constant to the residual",
+}
+
+
+def emptied_matrices(masks):
+    """``[{"key", "effect"}]`` for every matrix whose mask is all zeros, saying what it cuts off."""
+    out = []
+    for key, m in masks.items():
+        if m.numel() == 0 or bool(m.to(torch.bool).any()):
+            continue
+        name = key[: -len(MASK_SUFFIX)]
+        if name == POOLER:
+            effect = ("the pooled [CLS] output is a constant (tanh of the pooler bias): a "
+                      "sequence-classification head cannot see the input (QA and MLM heads do not use it)")
+        else:
+            match = _ENCODER_LINEAR.match(name)
+            part = match.group(2) if match else ""
+            effect = _EFFECTS.get(part, "this matrix contributes nothing").format(i=match.group(1) if match else "?")
+        out.append({"key": key, "effect": effect})
+    return out
+
+
+def warn_emptied(report, source):
+    """Print one warning line per matrix that ``report`` found pruned entirely."""
+    import sys
+
+    for item in report.get("emptied", []):
+        print(f"warning: {source}: {item['key']} is pruned entirely: {item['effect']}", file=sys.stderr)
 
 
 def format_sparsity(report):
     """One line for logs: prunable-set and whole-model sparsity."""
+    which = " (pooler left out)" if report.get("prunable_set") == "no_pooler" else ""
     line = (f"sparsity {report['prunable']['sparsity']:.2f}% of {report['prunable']['total']:,} "
-            f"prunable weights in {report['matrices']} matrices")
+            f"prunable weights{which} in {report['matrices']} matrices")
     if "model" in report:
         line += f" ({report['model']['sparsity']:.2f}% of all {report['model']['total']:,} parameters)"
     return line
 
 
-def model_sparsity(model):
-    """Percentage of exact zeros among the effective prunable weights (``see_weight_rate``)."""
+def model_sparsity(model, prunable_set="paper"):
+    """Percentage of exact zeros among the effective prunable weights (``see_weight_rate``),
+    over the paper's set or all of it but the pooler."""
     modules = prunable_modules(model)
-    zeros = sum(int((m.weight == 0).sum()) for m in modules.values())
-    return 100.0 * zeros / count_prunable(model)
+    names = scored_names(model, prunable_set)
+    zeros = sum(int((modules[n].weight == 0).sum()) for n in names)
+    return 100.0 * zeros / sum(modules[n].weight.numel() for n in names)
 
 
 # --- mask files --------------------------------------------------------------------------
-
-def atomic_write(path, write_fn):
-    """Write a file through ``write_fn(tmp_path)`` then rename it into place: never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_json(path, obj):
-    """Atomic JSON write (indent 1, keys in insertion order)."""
-    def _write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=1)
-            f.write("\n")
-    atomic_write(path, _write)
-
 
 def report_path(mask_path):
     """``…/mask.pt`` -> ``…/mask_sparsity.json``."""
@@ -508,7 +552,7 @@ def report_path(mask_path):
     return p.with_name(p.stem + "_sparsity.json")
 
 
-def save_mask(path, masks, model=None, fmt="bool"):
+def save_mask(path, masks, model=None, fmt="bool", prunable_set="paper"):
     """Write a mask file (dict of mask key -> tensor, CPU) and its sparsity report beside it.
 
     ``fmt="bool"`` (default) stores 1 byte per entry; ``fmt="float"`` the original's float32
@@ -520,8 +564,9 @@ def save_mask(path, masks, model=None, fmt="bool"):
         raise UserError(f"--mask_format must be bool or float, not {fmt!r}")
     data = {k: v.detach().to("cpu", dtype).contiguous() for k, v in masks.items()}
     atomic_write(path, lambda tmp: torch.save(data, tmp))
-    report = sparsity_report(data, model)
+    report = sparsity_report(data, model, prunable_set)
     write_json(report_path(path), report)
+    warn_emptied(report, path)
     return report
 
 

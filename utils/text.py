@@ -226,6 +226,24 @@ def evaluate_mlm(model, dataset, tokenizer, batch_size, device, amp_dtype=None, 
     return {"perplexity": perplexity, "acc": 100.0 * int(correct) / int(n_masked), "eval_loss": eval_loss}
 
 
+def mlm_baseline(dataset, tokenizer, batch_size, mlm_probability=0.15, seed=0):
+    """The trivial MLM baseline: always predict the most frequent masked target token, under the
+    same seeded masking as :func:`evaluate_mlm` -> ``{"metric": "acc", "value": percent}``."""
+    generator = torch.Generator().manual_seed(seed)
+    collator = MLMCollator(tokenizer, mlm_probability, generator)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=SequentialSampler(dataset), collate_fn=collator)
+    counts = torch.zeros(len(tokenizer), dtype=torch.long)
+    for batch in loader:
+        labels = batch["labels"][batch["labels"].ne(-100)]
+        counts += torch.bincount(labels, minlength=counts.numel())[: counts.numel()]
+    total = int(counts.sum())
+    if total == 0:
+        return None
+    top = int(counts.argmax())
+    return {"metric": "acc", "value": 100.0 * int(counts[top]) / total,
+            "what": f"always the most frequent masked token ({tokenizer.convert_ids_to_tokens(top)!r})"}
+
+
 def add_text_args(parser):
     """The data flags of the original run_language_modeling.py."""
     from utils.args import UNUSED
@@ -272,5 +290,8 @@ def mlm_experiment(args, tokenizer, model):
     def evaluate_fn(m):
         return evaluate_mlm(m, evals, tokenizer, args.per_gpu_eval_batch_size, args.device,
                             args.amp_dtype, args.mlm_probability, seed=seed)
+
+    evaluate_fn.baseline = mlm_baseline(evals, tokenizer, args.per_gpu_eval_batch_size,
+                                        args.mlm_probability, seed if seed is not None else args.seed)
 
     return train, collator, evaluate_fn

@@ -30,14 +30,8 @@ from torch.utils.data import DataLoader, RandomSampler
 from tqdm.auto import tqdm
 
 from utils.errors import UserError
-from utils.pruning import (
-    GradientMasker,
-    atomic_write,
-    effective_state_dict,
-    model_sparsity,
-    unwrap,
-    write_json,
-)
+from utils.io import atomic_write, write_json
+from utils.pruning import GradientMasker, effective_state_dict, model_sparsity, unwrap
 
 
 # --- set-up ------------------------------------------------------------------------------
@@ -85,19 +79,39 @@ def is_main(args):
     return getattr(args, "rank", 0) == 0
 
 
+COMPLETE = "complete.json"  # written last, only by a run that reached its end
+
+
 def prepare_output_dir(args):
-    """Create ``--output_dir``; refuse a non-empty one unless ``--overwrite_output_dir``."""
+    """Create ``--output_dir``; refuse a non-empty one unless ``--overwrite_output_dir``.
+
+    A completion marker left by an earlier run in the folder is removed first, so a run that
+    is killed never looks finished."""
     out = Path(args.output_dir)
     if out.is_dir() and any(out.iterdir()) and args.do_train and not args.overwrite_output_dir:
         raise UserError(f"--output_dir {out} exists and is not empty; use --overwrite_output_dir")
     out.mkdir(parents=True, exist_ok=True)
+    (out / COMPLETE).unlink(missing_ok=True)
     return out
 
 
+def plain_args(args):
+    """The run's flags as plain JSON types (devices and dtypes as strings)."""
+    def conv(v):
+        if isinstance(v, (int, float, str, bool, type(None))):
+            return v
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return {str(k): conv(x) for k, x in v.items()}
+        return str(v)
+    return {k: conv(v) for k, v in sorted(vars(args).items())}
+
+
 def save_args(args, script):
-    """``args.json``: the full configuration next to every run (plain types only)."""
-    conf = {k: (v if isinstance(v, (int, float, str, bool, type(None), list)) else str(v))
-            for k, v in sorted(vars(args).items())}
+    """``args.json``: the full configuration next to every run (plain types only), with the
+    provenance of any mask or weight file the run loaded (``provenance``)."""
+    conf = plain_args(args)
     conf["script"] = script
     conf["command"] = " ".join([Path(sys.argv[0]).name] + sys.argv[1:])
     write_json(Path(args.output_dir) / "args.json", conf)
@@ -167,6 +181,9 @@ class Trainer:
         self.global_step = 0
         self.record = []  # result.pt, as the original's record_result
         self.results = {"script": script, "evaluations": [], **(results_extra or {})}
+        baseline = getattr(evaluate_fn, "baseline", None)
+        if baseline is not None:  # the trivial score on the evaluated rows, for every report
+            self.results["baseline"] = baseline
         self.out = Path(args.output_dir)
         self.writer = None
         self.started = time.time()
@@ -221,7 +238,7 @@ class Trainer:
     # -- evaluation and logging --
     def evaluate(self, tag=None):
         """Run ``evaluate_fn``, print and store the result with step and sparsity."""
-        sparsity = model_sparsity(self.model)
+        sparsity = model_sparsity(self.model, getattr(self.args, "prunable_set", "paper"))
         print(f"step {self.global_step}: sparsity of the prunable set {sparsity:.2f}%")
         metrics = plain(self.evaluate_fn(unwrap(self.model))) if self.evaluate_fn else {}
         entry = {"step": self.global_step, "sparsity": sparsity, **metrics}
@@ -330,3 +347,30 @@ class Trainer:
     def close(self):
         if self.writer is not None:
             self.writer.close()
+
+    def finish(self):
+        """End of the run: final results, then the completion marker ``complete.json`` (last
+        file written; rank 0). It names the task's headline metric of the run's last
+        evaluation (the final one for fine-tuning) in percent, beside the trivial baseline."""
+        from utils.metrics import headline
+
+        self.write_results()
+        self.close()
+        if not is_main(self.args):
+            return
+        evals = self.results.get("evaluations", [])
+        last = self.results.get("final") or (evals[-1] if evals else None)
+        task = self.results.get("task")
+        score = None
+        if last is not None and task:
+            try:
+                score = headline(task, last)
+            except KeyError:
+                score = None
+            if score is not None:
+                score.update(step=last.get("step"), source="final" if last.get("tag") == "final" else "last in-loop")
+        marker = {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "script": self.results.get("script"),
+                  "task": task, "kind": self.results.get("kind"), "global_step": self.global_step,
+                  "wall_time_s": self.results.get("wall_time_s"), "headline": score,
+                  "baseline": self.results.get("baseline")}
+        write_json(self.out / COMPLETE, plain(marker))
