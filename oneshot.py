@@ -15,17 +15,17 @@ from pathlib import Path
 
 import torch
 
+from utils.args import Parser, command_of
 from utils.errors import run_cli
 from utils.io import atomic_write
 from utils.models import HEADS, load_model
-from utils.provenance import checkpoint_identity, command_line, write_record
+from utils.provenance import checkpoint_identity, write_record
 from utils.pruning import PRUNABLE_SETS, effective_state_dict, format_sparsity, global_magnitude_prune, save_mask
 from utils.train import plain_args
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--weight", default="pre", choices=("pre", "rand"),
                    help="prune the pre-trained weights (OMP) or random ones (random pruning)")
     p.add_argument("--model", default="glue", choices=tuple(HEADS),
@@ -54,7 +54,7 @@ def main(argv=None):
                        prunable_set=args.prunable_set)
     write_record(out / "mask.pt", {
         "kind": "omp" if args.weight == "pre" else "random", "structure": "unstructured",
-        "script": "oneshot.py", "command": command_line(), "task": None, "seed": args.seed,
+        "script": "oneshot.py", "command": command_of("oneshot.py", args), "task": None, "seed": args.seed,
         "weight": args.weight, "rate": args.rate, "prunable_set": args.prunable_set,
         "sparsity": report["prunable"]["sparsity"], "emptied": [e["key"] for e in report["emptied"]],
         "checkpoint": checkpoint_identity(args.model_name_or_path, model.config, init=args.weight),

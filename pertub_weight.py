@@ -13,16 +13,16 @@ from pathlib import Path
 
 import torch
 
+from utils.args import Parser, command_of
 from utils.errors import run_cli
 from utils.io import atomic_write
 from utils.models import load_model, load_weight_file
-from utils.provenance import checkpoint_identity, command_line, write_record
+from utils.provenance import checkpoint_identity, write_record
 from utils.pruning import shuffled_layer_weights
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model_name_or_path", default="bert-base-uncased", help="local BERT checkpoint")
     p.add_argument("--seed", type=int, default=42,
                    help="seed of the permutation (recorded beside the file; -1: unseeded, as the original)")
@@ -38,7 +38,7 @@ def main(argv=None):
     out = Path(args.output)
     atomic_write(out, lambda tmp: torch.save(weights, tmp))
     load_weight_file(load_model("glue", args.model_name_or_path), out)  # the original's check
-    write_record(out, {"kind": "shuffle", "script": "pertub_weight.py", "command": command_line(),
+    write_record(out, {"kind": "shuffle", "script": "pertub_weight.py", "command": command_of("pertub_weight.py", args),
                        "seed": seed, "permutation": perm, "matrices": len(weights),
                        "checkpoint": checkpoint_identity(args.model_name_or_path, model.config),
                        "args": vars(args)})

@@ -50,7 +50,7 @@ case "$PROFILE" in
     METHODS=${METHODS:-imp random reinit}
     SETS=${SETS:-no_pooler}
     LR=1e-4; BATCH=32; SEQ=128; FT_EPOCHS=3; ROUND_EPOCHS=1; MAX_TRAIN=2000; MAX_EVAL=500
-    SCHEDULE=per_round; AMP=--bf16 ;;
+    SCHEDULE=per_round; AMP="" ;;
   quick)  # the README's quickstart: one task, minutes on 2 CPU cores
     TASKS=${TASKS:-STS-B}
     SPARSITIES=${SPARSITIES:-50}
@@ -58,7 +58,7 @@ case "$PROFILE" in
     SETS=${SETS:-no_pooler}
     SEEDS=${SEEDS_QUICK:-1 2}
     LR=1e-4; BATCH=32; SEQ=64; FT_EPOCHS=3; ROUND_EPOCHS=1; MAX_TRAIN=640; MAX_EVAL=300
-    SCHEDULE=per_round; AMP=--bf16 ;;
+    SCHEDULE=per_round; AMP="" ;;
   *) echo "error: PROFILE must be paper, small or quick, not '$PROFILE'" >&2; exit 2 ;;
 esac
 if [ "$NGPU" -gt 0 ]; then
@@ -97,15 +97,42 @@ EVENTS=$((max_sparsity / 10))  # IMP stops after the pruning event that reaches 
 imp_stop() {  # paper: all 10 events over 30 epochs (the schedule spans them); else stop at the top
   [ "$PROFILE" = paper ] || echo "--max_steps $((S * EVENTS))"
 }
+oneshot_masks() {  # random and OMP masks at every sparsity and set (task-independent), shuffled weights
+  for SET in $SETS; do
+    for sp in $SPARSITIES; do
+      rate=$(printf '0.%02d' "$sp"); [ "$sp" = 100 ] && rate=1.0
+      for kind in random omp; do
+        case " $METHODS " in *" $kind "*) ;; *) continue ;; esac
+        weight=$([ "$kind" = random ] && echo rand || echo pre)
+        dir=$OUT/masks/${kind}_${SET}_$sp
+        add_run 1 "$dir/mask_provenance.json" "$dir.log" \
+          "$PYTHON oneshot.py --weight $weight --model glue --rate $rate --model_name_or_path $MODEL" \
+          "--output_dir $dir --prunable_set $SET --seed $IMP_SEED"
+        n_oneshot=$((n_oneshot + 1))
+      done
+    done
+  done
+  case " $METHODS " in *" shuffled "*)
+    add_run 1 "$OUT/masks/shuffle_weight_provenance.json" "$OUT/masks/shuffle.log" \
+      "$PYTHON pertub_weight.py --model_name_or_path $MODEL --output $OUT/masks/shuffle_weight.pt --seed $IMP_SEED" ;;
+  esac
+}
+
 lower() { echo "$1" | tr '[:upper:]' '[:lower:]'; }
 
-# ---- stage 1: IMP per task and set, dense fine-tunes, one-shot masks, shuffled weights ----
+# ---- per task, stage A: IMP per set, dense fine-tunes (and, first, the one-shot masks and the
+# shuffled weights); stage B: every fixed-mask fine-tune. Tasks go one after the other, so a
+# killed recipe has whole tasks done. -------------------------------------------------------
 n_imp=0
+n_oneshot=0
+ti=0
 for TASK in $TASKS; do
   t=$(lower "$TASK"); S=$(round_steps "$TASK")
+  A=$((2 * ti + 1)); B=$((2 * ti + 2)); ti=$((ti + 1))
+  if [ "$A" = 1 ]; then oneshot_masks; fi
   for SET in $SETS; do
     dir=$OUT/$t/imp_$SET
-    add_run 1 "$dir/complete.json" "$dir.log" \
+    add_run $A "$dir/complete.json" "$dir.log" \
       "$LAUNCH LT_glue.py $(common "$TASK") --output_dir $dir --evaluate_during_training" \
       "--logging_steps $S --save_steps $S --num_train_epochs $((ROUND_EPOCHS * 10)) $(imp_stop)" \
       "--round_schedule $SCHEDULE --prunable_set $SET --save_round_weights 0 --seed $IMP_SEED"
@@ -113,34 +140,11 @@ for TASK in $TASKS; do
   done
   for seed in $SEEDS; do
     dir=$OUT/$t/dense_s$seed
-    add_run 1 "$dir/complete.json" "$dir.log" \
+    add_run $A "$dir/complete.json" "$dir.log" \
       "$LAUNCH glue_trans.py $(common "$TASK") --output_dir $dir --dir pre --num_train_epochs $FT_EPOCHS" \
       "--logging_steps 0 --save_steps 0 --seed $seed"
   done
-done
-n_oneshot=0
-for SET in $SETS; do
-  for sp in $SPARSITIES; do
-    rate=$(printf '0.%02d' "$sp"); [ "$sp" = 100 ] && rate=1.0
-    for kind in random omp; do
-      case " $METHODS " in *" $kind "*) ;; *) continue ;; esac
-      weight=$([ "$kind" = random ] && echo rand || echo pre)
-      dir=$OUT/masks/${kind}_${SET}_$sp
-      add_run 1 "$dir/mask_provenance.json" "$dir.log" \
-        "$PYTHON oneshot.py --weight $weight --model glue --rate $rate --model_name_or_path $MODEL" \
-        "--output_dir $dir --prunable_set $SET --seed $IMP_SEED"
-      n_oneshot=$((n_oneshot + 1))
-    done
-  done
-done
-case " $METHODS " in *" shuffled "*)
-  add_run 1 "$OUT/masks/shuffle_weight_provenance.json" "$OUT/masks/shuffle.log" \
-    "$PYTHON pertub_weight.py --model_name_or_path $MODEL --output $OUT/masks/shuffle_weight.pt --seed $IMP_SEED" ;;
-esac
-
-# ---- stage 2: every fixed-mask fine-tune ---------------------------------------------------
-for TASK in $TASKS; do
-  t=$(lower "$TASK"); S=$(round_steps "$TASK")
+  # stage B
   for SET in $SETS; do
     for sp in $SPARSITIES; do
       ticket=$OUT/$t/imp_$SET/checkpoint-$((S * sp / 10))/mask.pt
@@ -155,7 +159,7 @@ for TASK in $TASKS; do
         esac
         for seed in $MASK_SEEDS; do
           dir=$OUT/$t/${method}_${SET}_${sp}_s$seed
-          add_run 2 "$dir/complete.json" "$dir.log" \
+          add_run $B "$dir/complete.json" "$dir.log" \
             "$LAUNCH glue_trans.py $(common "$TASK") --output_dir $dir $flags --num_train_epochs $FT_EPOCHS" \
             "--logging_steps 0 --save_steps 0 --seed $seed"
         done

@@ -71,6 +71,18 @@ def save_pretrained_bert(path, seed=0, **cfg):
     return Path(path)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def record_index(tmp_path_factory):
+    """Mask provenance records go to a per-session index, never to the user's cache."""
+    old = os.environ.get("BERT_TICKETS_CACHE")
+    os.environ["BERT_TICKETS_CACHE"] = str(tmp_path_factory.mktemp("bert_tickets_cache"))
+    yield Path(os.environ["BERT_TICKETS_CACHE"])
+    if old is None:
+        del os.environ["BERT_TICKETS_CACHE"]
+    else:
+        os.environ["BERT_TICKETS_CACHE"] = old
+
+
 @pytest.fixture(autouse=True)
 def one_thread(request):
     """Tiny models gain nothing from threads, and on a busy 2-core machine they cost up to 5x;

@@ -11,11 +11,32 @@ from pathlib import Path
 UNUSED = "accepted for compatibility; unused, as in the original"
 
 
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser that keeps the arguments it parsed (``args.argv``), so the command a
+    run records is the one it ran, also when ``main(argv)`` is called in-process."""
+
+    def parse_args(self, args=None, namespace=None):
+        import sys
+
+        argv = list(sys.argv[1:] if args is None else args)
+        ns = super().parse_args(argv, namespace)
+        ns.argv = argv
+        return ns
+
+
+def command_of(script, args):
+    """``script`` and the arguments it was given, shell-quoted."""
+    import shlex
+    import sys
+
+    argv = getattr(args, "argv", None)
+    return " ".join([script] + [shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])])
+
+
 def training_parser(description, logging_steps=500, save_steps=500, epochs=3.0, batch_size=8,
                     learning_rate=5e-5):
     """Parser with the legacy Hugging Face example flags and their per-script defaults."""
-    p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     a = p.add_argument
     a("--output_dir", required=True, help="where results, masks and checkpoints go")
     a("--model_type", default="bert", help="only 'bert' is supported")

@@ -12,7 +12,8 @@ import sys
 import torch
 
 from utils.models import load_model, load_weight_file
-from utils.provenance import checkpoint_identity, command_line, describe_input, write_record
+from utils.args import command_of
+from utils.provenance import checkpoint_identity, describe_input, write_record
 from utils.pruning import (
     apply_masks,
     format_sparsity,
@@ -63,7 +64,7 @@ class IMPRunner:
         """The provenance record of the mask written at this pruning event."""
         args = self.args
         return {"kind": "imp", "structure": "unstructured", "script": trainer.results.get("script"),
-                "command": command_line(), "task": trainer.results.get("task"), "seed": args.seed,
+                "command": command_of(args.script.split()[0], args), "task": trainer.results.get("task"), "seed": args.seed,
                 "pruning_event": self.pruning_step, "imp_rounds": self.rounds, "step": step,
                 "prunable_set": args.prunable_set, "sparsity": report["prunable"]["sparsity"],
                 "sparsity_paper_set": model_sparsity(self.model),

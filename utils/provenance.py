@@ -99,11 +99,6 @@ def same_checkpoint(a, b):
     return a.get("config_sha256") == b.get("config_sha256")
 
 
-def command_line():
-    """The command as typed (script name and arguments)."""
-    return " ".join([Path(sys.argv[0]).name] + sys.argv[1:])
-
-
 def write_record(path, record, cache_dir=None):
     """Write ``record`` (plus the file's sha256 and size) as the sidecar of ``path`` and into
     the index; returns the completed record."""
@@ -135,9 +130,10 @@ def find_record(path, cache_dir=None):
     side = read_json_or_none(sidecar_path(path))
     if isinstance(side, dict) and side.get("sha256") == digest:
         return side
-    indexed = read_json_or_none(index_dir(cache_dir) / f"{digest}.json")
-    if isinstance(indexed, dict) and indexed.get("sha256") == digest:
-        return indexed
+    for folder in dict.fromkeys([index_dir(cache_dir), index_dir()]):  # --cache_dir's, then the default
+        indexed = read_json_or_none(folder / f"{digest}.json")
+        if isinstance(indexed, dict) and indexed.get("sha256") == digest:
+            return indexed
     return None
 
 

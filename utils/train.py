@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler
 from tqdm.auto import tqdm
 
+from utils.args import command_of
 from utils.errors import UserError
 from utils.io import atomic_write, write_json
 from utils.pruning import GradientMasker, effective_state_dict, model_sparsity, unwrap
@@ -113,7 +114,7 @@ def save_args(args, script):
     provenance of any mask or weight file the run loaded (``provenance``)."""
     conf = plain_args(args)
     conf["script"] = script
-    conf["command"] = " ".join([Path(sys.argv[0]).name] + sys.argv[1:])
+    conf["command"] = command_of(script.split()[0], args)
     write_json(Path(args.output_dir) / "args.json", conf)
 
 

@@ -1,0 +1,34 @@
+"""Report of finished runs: Table 2, score against sparsity and the transfer matrix, as
+Markdown on stdout, CSV files and PNG figures (utils/report.py, utils/figures.py).
+
+    python report.py runs/glue_small                    # tables on stdout, files in figs/
+    python report.py runs/glue_small --out figs/small --transfer_sparsity 70
+"""
+import argparse
+
+from utils.errors import run_cli
+from utils.report import write_report
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("runs_dir", help="folder holding the runs (any depth)")
+    p.add_argument("--out", default="figs", help="where report.md, the CSVs and the figures go")
+    p.add_argument("--no_figures", action="store_true", help="tables only")
+    p.add_argument("--transfer_sparsity", type=int, default=70, help="sparsity (%%) of the transfer matrix")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    text, _, figures = write_report(args.runs_dir, args.out, figures=not args.no_figures,
+                                    transfer_sparsity=args.transfer_sparsity)
+    print(text, end="")
+    print(f"wrote {args.out}/report.md, table2.csv, curves.csv, transfer.csv"
+          + (f" and {len(figures)} figure(s)" if figures else ""))
+    return text
+
+
+if __name__ == "__main__":
+    run_cli(main)

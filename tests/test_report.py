@@ -1,0 +1,174 @@
+"""report.py on result folders with known numbers (written here in the layout the scripts
+write): means and stds, the ticket sparsity under both rules, the transfer matrix, unfinished
+runs and missing cells, figures and their data."""
+import csv
+import json
+import math
+
+import pytest
+
+import report
+from utils.errors import UserError
+from utils.figures import plot_curve
+from utils.report import collect, curves, mean_std, summarise, table2, transfer_matrix, write_report
+
+BASELINES = {"sts-b": ("pearson", 0.0), "mrpc": ("acc", 68.4), "cola": ("mcc", 0.0)}
+
+
+def write_run(folder, task, score, seed=1, mask=None, init="pre", pertub=None, finished=True,
+              script="glue_trans.py"):
+    """A fine-tuning run as glue_trans.py writes it: args.json (with the loaded mask's record),
+    results.json and, when finished, complete.json."""
+    metric, base = BASELINES[task]
+    folder.mkdir(parents=True)
+    provenance = {"checkpoint": {"name_or_path": "m", "config_sha256": "c", "init": init}}
+    if mask is not None:
+        provenance["mask"] = {"path": "somewhere/mask.pt", "sha256": mask.get("sha256", "x"), "record": mask}
+    if pertub is not None:
+        provenance["weight_pertub"] = {"path": "tmp/shuffle_weight.pt", "sha256": "p", "record": pertub}
+    args = {"script": script, "seed": seed, "dir": init, "task_name": task, "provenance": provenance}
+    value = score / (1 if task == "squad" else 100)
+    final = {"step": 10, "sparsity": 0.0, metric: value, "tag": "final"}
+    baseline = {"metric": metric, "value": base, "what": "test"}
+    results = {"script": script, "kind": "finetune", "task": task, "evaluations": [final], "final": final,
+               "baseline": baseline, "global_step": 10}
+    (folder / "args.json").write_text(json.dumps(args))
+    (folder / "results.json").write_text(json.dumps(results))
+    if finished:
+        (folder / "complete.json").write_text(json.dumps({
+            "task": task, "kind": "finetune", "script": script,
+            "headline": {"metric": metric, "value": score, "source": "final"}, "baseline": baseline}))
+
+
+def imp_mask(task, sparsity, pset="no_pooler"):
+    return {"kind": "imp", "task": task, "sparsity": sparsity, "prunable_set": pset, "sha256": f"{task}{sparsity}"}
+
+
+def oneshot_mask(kind, sparsity, pset="no_pooler"):
+    return {"kind": kind, "task": None, "sparsity": sparsity, "prunable_set": pset, "sha256": f"{kind}{sparsity}"}
+
+
+@pytest.fixture
+def runs(tmp_path):
+    r = tmp_path / "runs"
+    # STS-B: full 80/84/82 -> 82 ± 2; tickets 83 (50 %), 81 (60 %), 79.5 (70 %)
+    for seed, s in ((1, 80.0), (2, 84.0), (3, 82.0)):
+        write_run(r / f"a{seed}", "sts-b", s, seed=seed)
+    for sp, s in ((50, 83.0), (60, 81.0), (70, 79.5)):
+        write_run(r / f"t{sp}", "sts-b", s, mask=imp_mask("sts-b", sp + 1e-6))
+    write_run(r / "r60a", "sts-b", 30.0, seed=1, mask=oneshot_mask("random", 60.0))
+    write_run(r / "r60b", "sts-b", 34.0, seed=2, mask=oneshot_mask("random", 60.0))
+    write_run(r / "re60", "sts-b", 10.0, init="rand", mask=imp_mask("sts-b", 60.0))
+    write_run(r / "sh60", "sts-b", 40.0, mask=imp_mask("sts-b", 60.0), pertub={"kind": "shuffle"})
+    write_run(r / "omp70", "sts-b", 75.0, mask=oneshot_mask("omp", 70.0))
+    # MRPC: full 85/86 -> 85.5 ± 0.707; the only ticket (50 %) 80 -> none matches
+    write_run(r / "m1", "mrpc", 85.0, seed=1)
+    write_run(r / "m2", "mrpc", 86.0, seed=2)
+    write_run(r / "m50", "mrpc", 80.0, mask=imp_mask("mrpc", 50.0))
+    # CoLA: full 50/52/54 -> 52 ± 2; 49 (50 %) no, 51 (60 %) yes, 45 (70 %) no
+    for seed, s in ((1, 50.0), (2, 52.0), (3, 54.0)):
+        write_run(r / "c" / f"d{seed}", "cola", s, seed=seed)
+    for sp, s in ((50, 49.0), (60, 51.0), (70, 45.0)):
+        write_run(r / "c" / f"t{sp}", "cola", s, mask=imp_mask("cola", float(sp)))
+    # transfer at 70 %: STS-B ticket on MRPC 85.0 (matching: >= 84.79), MRPC ticket on STS-B 70
+    write_run(r / "x1", "mrpc", 85.0, mask=imp_mask("sts-b", 70.0))
+    write_run(r / "x2", "sts-b", 70.0, mask=imp_mask("mrpc", 70.0))
+    # one unfinished run
+    write_run(r / "killed", "mrpc", 50.0, mask=imp_mask("mrpc", 60.0), finished=False)
+    return r
+
+
+def test_mean_and_sample_std():
+    assert mean_std([80, 84, 82]) == (82.0, 2.0, 3)
+    m, s, n = mean_std([85, 86])
+    assert (m, n) == (85.5, 2) and s == pytest.approx(math.sqrt(0.5))
+    assert mean_std([7.0]) == (7.0, None, 1) and mean_std([]) == (None, None, 0)
+
+
+def test_table2_rules(runs):
+    finished, unfinished = collect(runs)
+    assert len(finished) == 22 and [u["path"] for u in unfinished] == ["killed"]
+    rows = {r["task"]: r for r in table2(summarise(finished))}
+    sts = rows["sts-b"]
+    assert (sts["full_mean"], sts["full_std"], sts["full_n"]) == (82.0, 2.0, 3)
+    assert sts["levels"] == [50, 60, 70]
+    assert (sts["paper_sparsity"], sts["paper_all_lower"], sts["paper_ticket"]) == (60, True, 81.0)
+    assert (sts["strict_sparsity"], sts["strict_ticket"]) == (50, 83.0)
+    assert sts["random"][0] == 32.0 and sts["random"][1] == pytest.approx(math.sqrt(8)) and sts["random"][2] == 2
+    assert sts["reinit"] == (10.0, None, 1) and sts["shuffled"] == (40.0, None, 1)
+    assert sts["omp"] == (None, None, 0)  # OMP ran at 70 %, not at the ticket's 60 %
+    assert sts["baseline"] == 0.0 and sts["metric"] == "pearson" and sts["set"] == "no_pooler"
+    mrpc = rows["mrpc"]
+    assert mrpc["paper_sparsity"] is None and mrpc["strict_sparsity"] is None and mrpc["paper_ticket"] is None
+    assert mrpc["baseline"] == 68.4
+    cola = rows["cola"]
+    assert (cola["paper_sparsity"], cola["paper_all_lower"], cola["strict_sparsity"]) == (60, False, None)
+
+
+def test_curves_and_transfer(runs):
+    finished, _ = collect(runs)
+    summary = summarise(finished)
+    cv = curves(summary)
+    sts = cv[("sts-b", "no_pooler")]
+    assert sts["levels"] == [50, 60, 70]
+    assert sts["series"]["imp"] == {50: (83.0, None, 1), 60: (81.0, None, 1), 70: (79.5, None, 1)}
+    assert sts["series"]["omp"] == {70: (75.0, None, 1)}
+    sources, targets, cells = transfer_matrix(summary, 70)
+    assert targets == ["cola", "mrpc", "sts-b"] and sources == ["cola", "mrpc", "sts-b", "omp"]
+    assert cells[("sts-b", "mrpc")] == (85.0, None, 1, True)
+    assert cells[("mrpc", "sts-b")] == (70.0, None, 1, False)
+    assert cells[("sts-b", "sts-b")] == (79.5, None, 1, False)  # 79.5 < 82 - 2
+    assert cells[("omp", "sts-b")] == (75.0, None, 1, False)
+    assert ("omp", "mrpc") not in cells and ("mrpc", "mrpc") not in cells
+
+
+def test_markdown_and_csv(runs, tmp_path, capsys):
+    out = tmp_path / "rep"
+    text = report.main([str(runs), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert text in printed
+    assert "# Lottery-ticket report (22 finished runs, 1 unfinished)" in text
+    assert "each run's final evaluation" in text
+    assert ("| STS-B (Pearson) | no_pooler | 0.0 | 82.0 ± 2.0 (n=3) | 60% | yes | 81.0 | 32.0 ± 2.8 | "
+            "10.0 | — | 40.0 | 50% | 83.0 |") in text
+    assert "| MRPC (acc) | no_pooler | 68.4 | 85.5 ± 0.7 (n=2) | none | — | — | — | — | — | — | none | — |" in text
+    assert "| CoLA (Matthews) | no_pooler | 0.0 | 52.0 ± 2.0 (n=3) | 60% | no | 51.0 |" in text
+    assert "| STS-B | missing | 85.0 * | 79.5 |" in text  # transfer row of the STS-B ticket
+    assert "- transfer OMP → MRPC" in text and "- transfer MRPC → MRPC" in text
+    assert "- STS-B no_pooler 50%: random pruning" in text
+    assert "- killed: glue_trans.py on MRPC, no complete.json (last step 10)" in text
+    with open(out / "table2.csv") as f:
+        rows = {r["task"]: r for r in csv.DictReader(f)}
+    assert rows["sts-b"]["matching_sparsity"] == "60" and rows["sts-b"]["full_std"] == "2.0"
+    assert rows["mrpc"]["matching_sparsity"] == ""
+    assert (out / "report.md").read_text() == text
+
+
+def test_figures_data_and_files(runs, tmp_path):
+    _, _, figures = write_report(runs, tmp_path / "figs")
+    names = sorted(p.name for p in figures)
+    assert names == ["curve_cola_no_pooler.png", "curve_mrpc_no_pooler.png", "curve_sts-b_no_pooler.png",
+                     "transfer_70.png"]
+    for p in figures:
+        data = p.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    finished, _ = collect(runs)
+    summary = summarise(finished)
+    entry = curves(summary)[("sts-b", "no_pooler")]
+    series = plot_curve(summary, "sts-b", "no_pooler", entry, tmp_path / "one.png")
+    assert sorted(series) == sorted(["full model", "trivial baseline", "IMP ticket", "random pruning",
+                                     "random re-init", "shuffled weights", "OMP"])
+    assert series["IMP ticket"] == [(50, 83.0), (60, 81.0), (70, 79.5)]
+    assert series["random pruning"] == [(60, 32.0)]
+    assert series["trivial baseline"] == [(50, 0.0), (60, 0.0), (70, 0.0)]
+
+
+def test_refuses_empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no runs found"):
+        collect(tmp_path / "empty")
+    with pytest.raises(SystemExit) as exc:
+        from utils.errors import run_cli
+
+        run_cli(report.main, [str(tmp_path / "empty")])
+    assert exc.value.code == 2

@@ -1,0 +1,393 @@
+"""Turn finished runs into the paper's results: Table 2, the IMP curves and the transfer matrix.
+
+Reads every run under a folder (a run is a folder with ``args.json``) and works out what each
+run is from what it wrote, never from folder names: the script, the task, ``--dir``, and the
+provenance of the mask and weight file it loaded (``args.json`` ``provenance``, else a record
+of the same sha256 found under the folder). Scores are each finished run's final evaluation
+(``complete.json`` ``headline``, in percent); a folder without ``complete.json`` is an
+unfinished run and is listed, not scored.
+
+Definitions (PAPER_RESULTS.md): a ticket is *matching* at a sparsity when its score is at least
+the full model's mean minus one sample standard deviation over fine-tuning seeds (the paper's
+rule), or at least the mean (the stricter "match or exceed"). With one dense seed there is no
+standard deviation and the first rule falls back to the second (said in the output).
+
+    python report.py runs/glue_small --out figs/small
+"""
+import csv
+import io
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+from utils.errors import UserError
+from utils.io import write_text
+
+METHODS = ("full", "imp", "random", "omp", "reinit", "shuffled")
+LABELS = {"full": "full model", "imp": "IMP ticket", "random": "random pruning", "omp": "OMP",
+          "reinit": "random re-init", "shuffled": "shuffled weights", "transfer": "transferred ticket"}
+METRIC_NAMES = {"mcc": "Matthews", "acc": "acc", "pearson": "Pearson", "f1": "F1"}
+TASK_NAMES = {"cola": "CoLA", "sst-2": "SST-2", "mrpc": "MRPC", "sts-b": "STS-B", "qqp": "QQP",
+              "mnli": "MNLI", "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI", "squad": "SQuAD",
+              "mlm": "MLM", "omp": "OMP"}
+FINAL_NOTE = "Scores: each run's final evaluation on the dev rows it evaluated, headline metric in percent."
+
+
+def _load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def task_label(task):
+    return TASK_NAMES.get(str(task).lower(), str(task))
+
+
+# --- reading runs ---------------------------------------------------------------------------
+
+def find_run_dirs(root):
+    """Every folder under ``root`` holding an ``args.json`` (checkpoint folders never do)."""
+    return sorted({p.parent for p in Path(root).rglob("args.json")})
+
+
+def _mask_index(root, run_dirs, args_by_dir, results_by_dir):
+    """sha256 -> record, from every provenance sidecar under ``root`` and every IMP run's mask
+    list, so a mask copied without its sidecar is still recognised by its bytes."""
+    index = {}
+    for side in Path(root).rglob("*_provenance.json"):
+        rec = _load(side)
+        if isinstance(rec, dict) and rec.get("sha256"):
+            index[rec["sha256"]] = rec
+    for d in run_dirs:
+        res = results_by_dir.get(d) or {}
+        for m in res.get("masks", []) or []:
+            if m.get("sha256") and m["sha256"] not in index:
+                index[m["sha256"]] = {"kind": "imp", "task": res.get("task"), "sparsity": m.get("sparsity"),
+                                      "prunable_set": res.get("prunable_set", "paper"),
+                                      "pruning_event": m.get("pruning_event"), "step": m.get("step")}
+    return index
+
+
+def classify(args, results, complete, mask_index=None):
+    """What one run is: a dict with ``kind`` (``imp`` search or ``finetune``), ``task``,
+    ``method`` (full | imp | random | omp | reinit | shuffled | other), ``source`` (the task
+    that made the mask, or ``omp``/``random``), ``set`` (prunable set), ``sparsity``, ``seed``,
+    ``score`` (None when unfinished) and ``baseline``."""
+    results = results or {}
+    complete = complete or {}
+    task = str(results.get("task") or complete.get("task") or args.get("task_name") or "?").lower()
+    kind = results.get("kind") or complete.get("kind")
+    if kind is None:
+        kind = "imp" if str(args.get("script", "")).startswith("LT_") or "(IMP)" in str(args.get("script", "")) else "finetune"
+    run = {"task": task, "kind": kind, "script": args.get("script"), "seed": args.get("seed"),
+           "finished": bool(complete), "score": None, "metric": None,
+           "baseline": complete.get("baseline") or results.get("baseline")}
+    head = complete.get("headline")
+    if head:
+        run["score"], run["metric"] = head.get("value"), head.get("metric")
+    if kind == "imp":
+        run.update(method="imp_search", source=task, set=results.get("prunable_set", args.get("prunable_set", "paper")),
+                   sparsity=None, evaluations=results.get("evaluations", []))
+        return run
+    prov = args.get("provenance") or {}
+    mask, pert = prov.get("mask"), prov.get("weight_pertub")
+    init = args.get("dir") or "pre"
+    record = None
+    if mask:
+        record = mask.get("record") or (mask_index or {}).get(mask.get("sha256"))
+    if not mask:
+        method = "full" if init == "pre" and not pert else "other"
+        run.update(method=method, source=None, set=None, sparsity=0.0)
+        return run
+    if record is None:
+        run.update(method="other", source="unknown mask", set=None,
+                   sparsity=results.get("initial_sparsity"), note=f"no record for mask {mask.get('path')}")
+        return run
+    mkind = record.get("kind")
+    source = record.get("task") if mkind == "imp" else mkind
+    if mkind == "imp":
+        method = "shuffled" if pert else "reinit" if init == "rand" else "imp"
+    elif mkind in ("omp", "random") and init == "pre" and not pert:
+        method = mkind
+    else:
+        method = "other"
+    run.update(method=method, source=str(source).lower() if source else None,
+               set=record.get("prunable_set", "paper"), sparsity=record.get("sparsity"),
+               structure=record.get("structure", "unstructured"))
+    return run
+
+
+def collect(root):
+    """(finished runs, unfinished runs) under ``root``; raises UserError when there is none."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root}: not a folder of runs")
+    dirs = find_run_dirs(root)
+    if not dirs:
+        raise UserError(f"{root}: no runs found (no args.json in it or below)")
+    args_by, res_by, done_by = {}, {}, {}
+    for d in dirs:
+        args_by[d], res_by[d], done_by[d] = _load(d / "args.json"), _load(d / "results.json"), _load(d / "complete.json")
+    index = _mask_index(root, dirs, args_by, res_by)
+    finished, unfinished = [], []
+    for d in dirs:
+        if not isinstance(args_by[d], dict):
+            unfinished.append({"path": str(d.relative_to(root)), "why": "args.json unreadable"})
+            continue
+        run = classify(args_by[d], res_by[d], done_by[d], index)
+        run["path"] = str(d.relative_to(root)) if d != root else "."
+        if run["finished"]:
+            finished.append(run)
+        else:
+            steps = (res_by[d] or {}).get("global_step")
+            unfinished.append({"path": run["path"], "why": f"{run['script']} on {task_label(run['task'])}, "
+                               f"no complete.json (last step {steps if steps is not None else '?'})"})
+    return finished, unfinished
+
+
+# --- statistics -------------------------------------------------------------------------------
+
+def mean_std(values):
+    """(mean, sample std or None when n < 2, n)."""
+    vals = [float(v) for v in values if v is not None]
+    n = len(vals)
+    if n == 0:
+        return None, None, 0
+    mean = sum(vals) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else None
+    return mean, std, n
+
+
+def level(sparsity):
+    """Sparsity level in whole percent (masks at 49.9999 % and 50.0001 % are one level)."""
+    return None if sparsity is None else int(round(float(sparsity)))
+
+
+def fmt(mean, std=None, n=None, show_n=False):
+    if mean is None:
+        return "—"
+    s = f"{mean:.1f}"
+    if std is not None:
+        s += f" ± {std:.1f}"
+    if show_n and n is not None and n > 1:
+        s += f" (n={n})"
+    return s
+
+
+def summarise(finished):
+    """Group scores: ``full[task]`` -> list; ``cells[(task, set, method, level)]`` -> list;
+    ``transfer[(source, set, level, target)]`` -> list; ``baseline[task]``; ``metric[task]``."""
+    full, cells, transfer, baseline, metric = defaultdict(list), defaultdict(list), defaultdict(list), {}, {}
+    for r in finished:
+        t = r["task"]
+        if r.get("baseline") and t not in baseline:
+            baseline[t] = r["baseline"]
+        if r.get("metric"):
+            metric.setdefault(t, r["metric"])
+        if r["kind"] != "finetune" or r["score"] is None:
+            continue
+        if r["method"] == "full":
+            full[t].append(r["score"])
+        elif r["method"] in ("imp", "random", "omp", "reinit", "shuffled"):
+            lv = level(r["sparsity"])
+            own = r["method"] in ("random", "omp") or r["source"] == t  # masks from this task
+            if own:
+                cells[(t, r["set"], r["method"], lv)].append(r["score"])
+            if r["method"] in ("imp", "omp"):  # every ticket (and OMP) on every target
+                src = "omp" if r["method"] == "omp" else r["source"]
+                transfer[(src, r["set"], lv, t)].append(r["score"])
+    return {"full": full, "cells": cells, "transfer": transfer, "baseline": baseline, "metric": metric}
+
+
+def matches(score, mean, std, strict):
+    if score is None or mean is None:
+        return False
+    return score >= mean if strict or std is None else score >= mean - std
+
+
+def table2(summary):
+    """One row per (task, prunable set) with IMP tickets: the highest matching sparsity under
+    both rules and the baselines there."""
+    rows = []
+    keys = sorted({(t, s) for (t, s, m, _) in summary["cells"] if m == "imp"})
+    for task, pset in keys:
+        mean, std, n = mean_std(summary["full"].get(task, []))
+        levels = sorted({lv for (t, s, m, lv) in summary["cells"] if t == task and s == pset and m == "imp"})
+        ticket = {lv: mean_std(summary["cells"][(task, pset, "imp", lv)])[0] for lv in levels}
+        row = {"task": task, "set": pset, "metric": summary["metric"].get(task),
+               "baseline": (summary["baseline"].get(task) or {}).get("value"),
+               "full_mean": mean, "full_std": std, "full_n": n, "levels": levels}
+        for rule, strict in (("paper", False), ("strict", True)):
+            ok = [lv for lv in levels if matches(ticket[lv], mean, std, strict)]
+            best = max(ok) if ok else None
+            row[f"{rule}_sparsity"] = best
+            row[f"{rule}_all_lower"] = None if best is None else all(lv in ok for lv in levels if lv <= best)
+            row[f"{rule}_ticket"] = ticket.get(best) if best is not None else None
+        at = row["paper_sparsity"]
+        for m in ("random", "reinit", "omp", "shuffled"):
+            vals = summary["cells"].get((task, pset, m, at), []) if at is not None else []
+            row[m] = mean_std(vals)
+        rows.append(row)
+    return rows
+
+
+def curves(summary):
+    """``{(task, set): {"levels": [...], "series": {method: {level: (mean, std, n)}}}}``."""
+    out = {}
+    for (t, s, m, lv), vals in summary["cells"].items():
+        entry = out.setdefault((t, s), {"levels": set(), "series": defaultdict(dict)})
+        entry["levels"].add(lv)
+        entry["series"][m][lv] = mean_std(vals)
+    for entry in out.values():
+        entry["levels"] = sorted(entry["levels"])
+    return out
+
+
+def transfer_matrix(summary, sparsity=70, prunable_set=None):
+    """``(sources, targets, cells)`` at one sparsity: cells[(source, target)] = (mean, std, n,
+    matching). Sources and targets are those any run used; a pair with no run is missing."""
+    cells = {}
+    for (src, pset, lv, tgt), vals in summary["transfer"].items():
+        if lv != sparsity or (prunable_set and pset != prunable_set):
+            continue
+        mean, std, n = mean_std(vals)
+        fm, fs, _ = mean_std(summary["full"].get(tgt, []))
+        cells[(src, tgt)] = (mean, std, n, matches(mean, fm, fs, False))
+    sources = sorted({s for s, _ in cells}, key=lambda s: (s in ("mlm", "omp", "random"), s))
+    targets = sorted({t for _, t in cells})
+    return sources, targets, cells
+
+
+# --- rendering ----------------------------------------------------------------------------------
+
+def _md_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _yes_no(v):
+    return "—" if v is None else "yes" if v else "no"
+
+
+def _metric_label(task, metric):
+    return f"{task_label(task)} ({METRIC_NAMES.get(metric, metric or '?')})"
+
+
+def render(finished, unfinished, transfer_sparsity=70):
+    """The whole report as Markdown, and the CSV tables as {name: rows}."""
+    summary = summarise(finished)
+    t2 = table2(summary)
+    out = [f"# Lottery-ticket report ({len(finished)} finished runs, {len(unfinished)} unfinished)", "",
+           FINAL_NOTE, "Matching (paper): ticket ≥ full mean − 1 sample std; strict: ticket ≥ full mean. "
+           "Sparsity over the prunable set named in `set`.", ""]
+    header = ["task (metric)", "set", "trivial baseline", "full model (n)", "matching sparsity",
+              "all lower match", "IMP ticket", "random pruning", "random re-init", "OMP", "shuffled",
+              "strict sparsity", "ticket (strict)"]
+    rows, csv_t2 = [], []
+    for r in t2:
+        n_note = f" (n={r['full_n']})" if r["full_n"] else ""
+        sp = f"{r['paper_sparsity']}%" if r["paper_sparsity"] is not None else "none"
+        st = f"{r['strict_sparsity']}%" if r["strict_sparsity"] is not None else "none"
+        rows.append([_metric_label(r["task"], r["metric"]), r["set"], fmt(r["baseline"]),
+                     fmt(r["full_mean"], r["full_std"]) + n_note, sp, _yes_no(r["paper_all_lower"]),
+                     fmt(r["paper_ticket"]), *(fmt(*r[m]) for m in ("random", "reinit", "omp", "shuffled")),
+                     st, fmt(r["strict_ticket"])])
+        csv_t2.append({"task": r["task"], "metric": r["metric"], "set": r["set"], "baseline": r["baseline"],
+                       "full_mean": r["full_mean"], "full_std": r["full_std"], "full_n": r["full_n"],
+                       "matching_sparsity": r["paper_sparsity"], "all_lower_match": r["paper_all_lower"],
+                       "ticket": r["paper_ticket"],
+                       **{m: r[m][0] for m in ("random", "reinit", "omp", "shuffled")},
+                       "strict_sparsity": r["strict_sparsity"], "strict_ticket": r["strict_ticket"]})
+    out += ["## Table 2: highest sparsity with a matching IMP ticket", ""]
+    out.append(_md_table(header, rows) if rows else "(no IMP-ticket fine-tunes yet)")
+    if any(r["full_n"] == 1 for r in t2):
+        out += ["", "n=1: one dense seed, no standard deviation; the paper's rule falls back to ≥ mean."]
+    if any(r["full_n"] == 0 for r in t2):
+        out += ["", "A task without a finished dense run has no matching sparsity (missing: full model)."]
+
+    # IMP curves
+    cv = curves(summary)
+    csv_curves, missing = [], []
+    out += ["", "## Score against sparsity (fixed-mask fine-tunes; mean ± std over seeds)", ""]
+    for (task, pset), entry in sorted(cv.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+        methods = [m for m in METHODS if m in entry["series"]]
+        fm, fs, fn = mean_std(summary["full"].get(task, []))
+        base = (summary["baseline"].get(task) or {}).get("value")
+        out += [f"### {_metric_label(task, summary['metric'].get(task))}, set {pset}: full model "
+                f"{fmt(fm, fs)} (n={fn}), trivial baseline {fmt(base)}", ""]
+        crow = []
+        for lv in entry["levels"]:
+            cells = []
+            for m in methods:
+                val = entry["series"][m].get(lv)
+                cells.append(fmt(*val, show_n=True) if val else "missing")
+                if val is None:
+                    missing.append(f"{task_label(task)} {pset} {lv}%: {LABELS[m]}")
+                csv_curves.append({"task": task, "set": pset, "sparsity": lv, "method": m,
+                                   "mean": val[0] if val else None, "std": val[1] if val else None,
+                                   "n": val[2] if val else 0})
+            crow.append([f"{lv}%", *cells])
+        out.append(_md_table(["sparsity", *(LABELS[m] for m in methods)], crow))
+        out.append("")
+    if not cv:
+        out += ["(no fixed-mask fine-tunes yet)", ""]
+
+    # transfer matrix
+    sources, targets, tcells = transfer_matrix(summary, transfer_sparsity)
+    csv_transfer = []
+    out += [f"## Transfer: source mask at {transfer_sparsity}% × target task (* matching the target's full model)", ""]
+    if sources and any(s != t for s in sources for t in targets if (s, t) in tcells):
+        trows = []
+        for s in sources:
+            row = [task_label(s) if s not in ("omp",) else "OMP"]
+            for t in targets:
+                c = tcells.get((s, t))
+                if c is None:
+                    row.append("missing")
+                    missing.append(f"transfer {task_label(s)} → {task_label(t)}")
+                else:
+                    row.append(fmt(c[0], c[1]) + (" *" if c[3] else ""))
+                    csv_transfer.append({"source": s, "target": t, "mean": c[0], "std": c[1], "n": c[2],
+                                         "matching": c[3]})
+            trows.append(row)
+        out.append(_md_table(["source \\ target", *(task_label(t) for t in targets)], trows))
+    else:
+        out.append("(no transfer runs: no mask fine-tuned on a task other than its own)")
+    out += ["", "## Missing cells", ""]
+    out += [f"- {m}" for m in missing] or ["(none)"]
+    out += ["", "## Unfinished runs", ""]
+    out += [f"- {u['path']}: {u['why']}" for u in unfinished] or ["(none)"]
+    return "\n".join(out) + "\n", {"table2": csv_t2, "curves": csv_curves, "transfer": csv_transfer}, summary
+
+
+def csv_text(rows):
+    if not rows:
+        return ""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if v is None else round(v, 4) if isinstance(v, float) else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def write_report(root, out_dir=None, figures=True, transfer_sparsity=70):
+    """Collect, render, write ``report.md`` and the CSVs (and figures) to ``out_dir``; returns
+    (markdown, csv rows, list of figure files)."""
+    finished, unfinished = collect(root)
+    text, tables, summary = render(finished, unfinished, transfer_sparsity)
+    written = []
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        write_text(out_dir / "report.md", text)
+        for name, rows in tables.items():
+            write_text(out_dir / f"{name}.csv", csv_text(rows))
+        if figures:
+            from utils.figures import write_figures
+
+            written = write_figures(summary, out_dir, transfer_sparsity)
+    return text, tables, written
