@@ -12,6 +12,8 @@ Figures (``--only`` picks some):
 * ``glue_padding``: MRPC fine-tuning examples/s, padding to the longest vs to 128
   (target >= 1.4x at the same dev acc/f1).
 * ``mixed_precision``: bf16 (and on CUDA fp16) autocast step / fp32 step, BERT-base shape.
+* ``report_speed``: ``report.py`` over 1,000 generated run folders (target < 10 s);
+  ``scripts/benchmarks/report_speed.py``.
 
 Without ../shared/data the glue_padding line says ``"skipped": true`` and why (meets_target null).
 
@@ -55,7 +57,7 @@ from torch.nn.utils import prune  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.pruning import imp_amount, magnitude_masks  # noqa: E402
 
-FIGURES = ("masked_step", "prune_speed", "mask_size", "glue_padding", "mixed_precision")
+FIGURES = ("masked_step", "prune_speed", "mask_size", "glue_padding", "mixed_precision", "report_speed")
 VOCAB = 30522  # bert-base-uncased / MiniLM vocabulary
 SHAPES = {  # layers, hidden, heads, intermediate, vocab
     "minilm": (6, 384, 12, 1536, VOCAB),
@@ -654,9 +656,16 @@ def figure_mixed_precision(opts):
 
 # --- command line ---------------------------------------------------------------------------
 
+def figure_report_speed(opts):
+    """The report over 1,000 generated run folders (scripts/benchmarks/report_speed.py)."""
+    from scripts.benchmarks.report_speed import figure_report_speed as run
+
+    return run(opts, base_record)
+
+
 RUNNERS = {"masked_step": figure_masked_step, "prune_speed": figure_prune_speed,
            "mask_size": figure_mask_size, "glue_padding": figure_glue_padding,
-           "mixed_precision": figure_mixed_precision}
+           "mixed_precision": figure_mixed_precision, "report_speed": figure_report_speed}
 
 
 def parse_args(argv=None):

@@ -18,6 +18,7 @@ for arg in "$@"; do
   esac
 done
 NGPU=${NGPU:-0}
+NNODES=${NNODES:-1}
 JOBS=${JOBS:-1}
 PYTHON=${PYTHON:-python}
 
@@ -26,13 +27,23 @@ QUEUE_MARKERS=()
 QUEUE_LOGS=()
 QUEUE_CMDS=()
 
-# The launcher of a training script: plain python, or torchrun with one process per GPU.
+# The launcher of a training script: plain python, or torchrun with one process per GPU (and,
+# with NNODES > 1, the rendezvous that scripts/multinode.sh puts in TORCHRUN_ARGS).
 py() {
-  if [ "$NGPU" -gt 1 ]; then
-    echo "torchrun --nproc_per_node $NGPU ${TORCHRUN_ARGS:-}"
+  if [ "$NGPU" -gt 1 ] || [ "$NNODES" -gt 1 ]; then
+    echo "torchrun --nproc_per_node $((NGPU > 0 ? NGPU : 1)) ${TORCHRUN_ARGS:-}"
   else
     echo "$PYTHON"
   fi
+}
+
+# Per-process batch that keeps the global batch: divided by every process of every node.
+per_process() {
+  local procs=$(( (NGPU > 1 ? NGPU : 1) * NNODES ))
+  if [ $(($1 % procs)) -ne 0 ]; then
+    echo "error: batch $1 does not split over $procs processes" >&2; return 2
+  fi
+  echo $(($1 / procs))
 }
 
 add_run() {
@@ -41,7 +52,7 @@ add_run() {
 }
 
 _run_one() {  # index total
-  local i=$1 n=$2 marker=${QUEUE_MARKERS[$1]} log=${QUEUE_LOGS[$1]} cmd=${QUEUE_CMDS[$1]}
+  local i=$1 n=$2 marker=${QUEUE_MARKERS[$1]} log=${QUEUE_LOGS[$1]} cmd=${QUEUE_CMDS[$1]//@RUN@/$(($1 + 1))}
   local label="run $((i + 1))/$n"
   if [ -e "$marker" ]; then
     echo "$label: finished, skipped ($marker)"
@@ -102,4 +113,90 @@ except (OSError, KeyError, ValueError):
 w = p / "model.safetensors"
 print(prunable, w.stat().st_size if w.is_file() else 4 * 110_000_000)
 EOF
+}
+
+# Random and OMP masks at every sparsity and prunable set (they do not depend on the task) and
+# the layer-shuffled weights, as stage-1 runs. Uses OUT, SETS, SPARSITIES, METHODS, MODEL,
+# IMP_SEED; counts the masks in n_oneshot. $1: the head to build (glue | squad | pretrain).
+oneshot_masks() {
+  local SET sp rate kind weight dir
+  for SET in $SETS; do
+    for sp in $SPARSITIES; do
+      rate=$(printf '0.%02d' "$sp"); [ "$sp" = 100 ] && rate=1.0
+      for kind in random omp; do
+        case " $METHODS " in *" $kind "*) ;; *) continue ;; esac
+        weight=$([ "$kind" = random ] && echo rand || echo pre)
+        dir=$OUT/masks/${kind}_${SET}_$sp
+        add_run 1 "$dir/mask_provenance.json" "$dir.log" \
+          "$PYTHON oneshot.py --weight $weight --model $1 --rate $rate --model_name_or_path $MODEL" \
+          "--output_dir $dir --prunable_set $SET --seed $IMP_SEED"
+        n_oneshot=$((n_oneshot + 1))
+      done
+    done
+  done
+  case " $METHODS " in *" shuffled "*)
+    add_run 1 "$OUT/masks/shuffle_weight_provenance.json" "$OUT/masks/shuffle.log" \
+      "$PYTHON pertub_weight.py --model_name_or_path $MODEL --output $OUT/masks/shuffle_weight.pt --seed $IMP_SEED" ;;
+  esac
+}
+
+# The *_trans.py flags of one method (PAPER_RESULTS.md definitions):
+#   method_flags METHOD SET SPARSITY TICKET_MASK
+method_flags() {
+  case $1 in
+    imp)      echo "--dir pre --mask_dir $4" ;;
+    reinit)   echo "--dir rand --mask_dir $4" ;;
+    random)   echo "--dir pre --mask_dir $OUT/masks/random_$2_$3/mask.pt" ;;
+    omp)      echo "--dir pre --mask_dir $OUT/masks/omp_$2_$3/mask.pt" ;;
+    shuffled) echo "--dir pre --weight_pertub $OUT/masks/shuffle_weight.pt --mask_dir $4" ;;
+    *) echo "error: unknown method '$1' in METHODS (imp random omp reinit shuffled)" >&2; return 2 ;;
+  esac
+}
+
+# The IMP ticket of an IMP run at a sparsity, from its results.json (whatever the round
+# length); before the run has written it, the path the recipe expects.
+#   ticket_mask IMP_DIR SPARSITY EXPECTED_PATH
+ticket_mask() {
+  "$PYTHON" - "$1" "$2" "$3" <<'EOF'
+import json, sys, pathlib
+d, sp, fallback = pathlib.Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+try:
+    masks = json.loads((d / "results.json").read_text()).get("masks", [])
+    print(next(str(d / m["path"]) for m in masks if round(m["sparsity"]) == round(sp)))
+except (OSError, ValueError, StopIteration):
+    print(fallback)
+EOF
+}
+
+# One task's runs: IMP per prunable set and the dense seeds (stage $A), then every method at
+# every sparsity with the mask fixed (stage $B). Uses SETS, SEEDS, MASK_SEEDS, SPARSITIES,
+# METHODS, IMP_SEED, LAUNCH; counts IMP runs in n_imp.
+#   tickets_plan TASK_OUT IMP_SCRIPT FT_SCRIPT "COMMON" "IMP_FLAGS" "FT_FLAGS" EXPECT_FN
+# EXPECT_FN IMP_DIR SPARSITY prints where that IMP run will write the mask of that sparsity.
+tickets_plan() {
+  local out=$1 imp_script=$2 ft_script=$3 common=$4 impf=$5 ftf=$6 expect=$7
+  local SET seed sp method dir ticket
+  for SET in $SETS; do
+    dir=$out/imp_$SET
+    add_run "$A" "$dir/complete.json" "$dir.log" \
+      "$LAUNCH $imp_script $common --output_dir $dir $impf --prunable_set $SET --save_round_weights 0 --seed $IMP_SEED"
+    n_imp=$((n_imp + 1))
+  done
+  for seed in $SEEDS; do
+    dir=$out/dense_s$seed
+    add_run "$A" "$dir/complete.json" "$dir.log" \
+      "$LAUNCH $ft_script $common --output_dir $dir --dir pre $ftf --seed $seed"
+  done
+  for SET in $SETS; do
+    for sp in $SPARSITIES; do
+      ticket=$(ticket_mask "$out/imp_$SET" "$sp" "$($expect "$out/imp_$SET" "$sp")")
+      for method in $METHODS; do
+        for seed in $MASK_SEEDS; do
+          dir=$out/${method}_${SET}_${sp}_s$seed
+          add_run "$B" "$dir/complete.json" "$dir.log" \
+            "$LAUNCH $ft_script $common --output_dir $dir $(method_flags "$method" "$SET" "$sp" "$ticket") $ftf --seed $seed"
+        done
+      done
+    done
+  done
 }

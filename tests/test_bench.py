@@ -12,7 +12,7 @@ from utils.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "scripts" / "bench.py"
-FIGURES = {"masked_step", "prune_speed", "mask_size", "glue_padding", "mixed_precision"}
+FIGURES = {"masked_step", "prune_speed", "mask_size", "glue_padding", "mixed_precision", "report_speed"}
 PRUNE_SMALL = 4 * (4 * 64 * 64 + 2 * 64 * 256) + 64 * 64  # 4 layers, hidden 64, inter 256, pooler
 
 
@@ -45,7 +45,7 @@ def ratios(obj, path=""):
 def test_all_figures_once_each_with_machine_info(quick):
     by_figure, lines = quick
     assert [rec["figure"] for rec in lines] == [
-        "masked_step", "prune_speed", "mask_size", "glue_padding", "mixed_precision"]
+        "masked_step", "prune_speed", "mask_size", "glue_padding", "mixed_precision", "report_speed"]
     assert set(by_figure) == FIGURES
     for rec in lines:
         assert rec["quick"] is True
@@ -150,4 +150,10 @@ def test_bad_flag_exits_2_with_one_line():
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [
         "error: --only: unknown figure 'speed' (choose from masked_step, prune_speed, mask_size, "
-        "glue_padding, mixed_precision)"]
+        "glue_padding, mixed_precision, report_speed)"]
+
+
+def test_report_speed_reads_every_generated_run(quick):
+    rec = quick[0]["report_speed"]
+    assert rec["runs"] == 50 and rec["finished"] == 49  # run 5 of every 97 is left unfinished
+    assert rec["figures"] >= 10 and rec["seconds"]["tables_only"] > 0 and rec["meets_target"] is None

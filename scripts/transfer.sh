@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The transfer matrix (the paper's Section 4): every source task's IMP ticket at 70 % (and the
+# MLM and SQuAD tickets and the OMP mask, when given) fine-tuned on every target GLUE task,
+# from the pre-trained weights with a fresh head and the mask fixed. The diagonal (a task's
+# own ticket) comes from glue_tickets.sh. Run glue_tickets.sh (same PROFILE and OUT) first;
+# then python report.py "$OUT" prints the matrix.
+#
+#   bash scripts/transfer.sh [--dry-run]
+#   EXTRA_SOURCES="mlm=runs/mlm_small/imp_paper squad=runs/squad_small/imp_paper" bash scripts/transfer.sh
+#
+# Settings (environment variables; the GLUE ones as in glue_tickets.sh):
+#   SOURCES        GLUE tasks whose tickets are transferred   [TASKS]
+#   TARGETS        GLUE tasks fine-tuned with them            [TASKS]
+#   EXTRA_SOURCES  name=IMP_RUN_DIR pairs (an LT_pretrain.py or LT_squad.py run)  [""]
+#   TRANSFER_SPARSITY  percent [70]
+#   SET            prunable set of the tickets [first of SETS]
+#   WITH_OMP       1: add the OMP mask at that sparsity as a source [1]
+set -euo pipefail
+source "$(dirname "$0")/recipe_lib.sh"
+source "$(dirname "$0")/glue_profile.sh"
+SOURCES=${SOURCES:-$TASKS}
+TARGETS=${TARGETS:-$TASKS}
+EXTRA_SOURCES=${EXTRA_SOURCES:-}
+SP=${TRANSFER_SPARSITY:-70}
+SET=${SET:-${SETS%% *}}
+WITH_OMP=${WITH_OMP:-1}
+
+declare -A SOURCE_MASK=()
+for src in $SOURCES; do
+  t=$(lower "$src"); S=$(round_steps "$src")
+  SOURCE_MASK[$t]=$(ticket_mask "$OUT/$t/imp_$SET" "$SP" "$OUT/$t/imp_$SET/checkpoint-$((S * SP / 10))/mask.pt")
+done
+for pair in $EXTRA_SOURCES; do
+  name=${pair%%=*}; dir=${pair#*=}
+  SOURCE_MASK[$name]=$(ticket_mask "$dir" "$SP" "$dir/<mask at $SP% once the run has written it>")
+done
+if [ "$WITH_OMP" = 1 ]; then
+  n_oneshot=0
+  SPARSITIES=$SP METHODS=omp SETS=$SET oneshot_masks glue
+  SOURCE_MASK[omp]=$OUT/masks/omp_${SET}_$SP/mask.pt
+fi
+for name in $(printf '%s\n' "${!SOURCE_MASK[@]}" | sort); do
+  for TASK in $TARGETS; do
+    t=$(lower "$TASK")
+    [ "$name" = "$t" ] && continue  # the diagonal: glue_tickets.sh's imp_${SET}_${SP}_s* runs
+    for seed in $MASK_SEEDS; do
+      dir=$OUT/transfer/${name}_to_${t}_${SET}_${SP}_s$seed
+      add_run 2 "$dir/complete.json" "$dir.log" \
+        "$LAUNCH glue_trans.py $(common "$TASK") --output_dir $dir --dir pre --mask_dir ${SOURCE_MASK[$name]}" \
+        "--num_train_epochs $FT_EPOCHS --logging_steps 0 --save_steps 0 --seed $seed"
+    done
+  done
+done
+echo "transfer: profile $PROFILE, sources [$(printf '%s ' "${!SOURCE_MASK[@]}")], targets [$TARGETS] at $SP% ($SET)"
+echo "transfer: disk needed about $(( ${#QUEUE_CMDS[@]} / 5 + 1 )) MB under $OUT/transfer (no weights are kept)"
+run_queue
+echo "transfer: all runs finished; report: $PYTHON report.py $OUT"

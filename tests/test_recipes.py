@@ -1,0 +1,150 @@
+"""The shell recipes: dry runs print the expected commands and skip finished runs; the queue
+runs what is missing, stage by stage, and says run i/N."""
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def recipe(name, env, *args):
+    full = {**os.environ, "PYTHON": "python", **env}
+    return subprocess.run(["bash", str(ROOT / "scripts" / name), *args], cwd=ROOT, env=full,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def glue_root(tmp_path):
+    """A GLUE root with an MRPC train file of 100 rows (+ header): rounds of 4 updates at batch 32."""
+    d = tmp_path / "glue" / "MRPC"
+    d.mkdir(parents=True)
+    (d / "train.tsv").write_text("header\n" + "row\n" * 100)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2}))
+    return tmp_path
+
+
+def lines_of(out):
+    return [line for line in out.splitlines() if line.startswith("run ")]
+
+
+def test_glue_dry_run_commands(glue_root):
+    out_dir = glue_root / "runs"
+    env = {"PROFILE": "small", "TASKS": "MRPC", "DATA": str(glue_root / "glue"), "MODEL": str(glue_root / "model"),
+           "OUT": str(out_dir)}
+    res = recipe("glue_tickets.sh", env, "--dry-run")
+    assert res.returncode == 0, res.stderr
+    runs = lines_of(res.stdout)
+    # 3 random masks, IMP, 3 dense seeds, 3 methods x 3 sparsities
+    assert len(runs) == 16 and runs[0].startswith("run 1/16: ") and runs[-1].startswith("run 16/16: ")
+    imp = next(r for r in runs if "LT_glue.py" in r)
+    for flag in ("--save_steps 4", "--logging_steps 4", "--max_steps 28", "--round_schedule per_round",
+                 "--prunable_set no_pooler", "--learning_rate 1e-4", "--max_train_samples 2000",
+                 f"--output_dir {out_dir}/mrpc/imp_no_pooler", "--seed 57", "--save_round_weights 0"):
+        assert flag in imp, flag
+    ticket60 = next(r for r in runs if "imp_no_pooler_60_s1" in r)
+    assert f"--dir pre --mask_dir {out_dir}/mrpc/imp_no_pooler/checkpoint-24/mask.pt" in ticket60
+    reinit70 = next(r for r in runs if "reinit_no_pooler_70_s1" in r)
+    assert f"--dir rand --mask_dir {out_dir}/mrpc/imp_no_pooler/checkpoint-28/mask.pt" in reinit70
+    random50 = next(r for r in runs if "random_no_pooler_50_s1" in r)
+    assert f"--mask_dir {out_dir}/masks/random_no_pooler_50/mask.pt" in random50
+    assert sum("--dir pre --num_train_epochs 3" in r or ("dense_s" in r and "--dir pre" in r) for r in runs) == 3
+    assert "disk needed about" in res.stdout
+
+    # finished runs are skipped; a finished IMP run's own mask list decides the ticket's path
+    (out_dir / "mrpc" / "dense_s2").mkdir(parents=True)
+    (out_dir / "mrpc" / "dense_s2" / "complete.json").write_text("{}")
+    (out_dir / "masks" / "random_no_pooler_50").mkdir(parents=True)
+    (out_dir / "masks" / "random_no_pooler_50" / "mask_provenance.json").write_text("{}")
+    imp_dir = out_dir / "mrpc" / "imp_no_pooler"
+    imp_dir.mkdir(parents=True)
+    (imp_dir / "results.json").write_text(json.dumps({"masks": [{"sparsity": 60.0, "path": "checkpoint-99/mask.pt"}]}))
+    res = recipe("glue_tickets.sh", env, "--dry-run")
+    runs = lines_of(res.stdout)
+    assert "16 runs, 14 to do (2 finished)" in res.stdout
+    assert sum("finished, skipped" in r for r in runs) == 2
+    assert any(r.startswith("run ") and "finished, skipped" in r and "dense_s2" in r for r in runs)
+    ticket60 = next(r for r in runs if "imp_no_pooler_60_s1" in r)
+    assert f"--mask_dir {imp_dir}/checkpoint-99/mask.pt" in ticket60
+
+
+def test_torchrun_and_bad_profile(glue_root):
+    env = {"PROFILE": "paper", "TASKS": "MRPC", "DATA": str(glue_root / "glue"), "MODEL": str(glue_root / "model"),
+           "OUT": str(glue_root / "runs"), "NGPU": "2", "SPARSITIES": "70", "METHODS": "imp"}
+    res = recipe("glue_tickets.sh", env, "--dry-run")
+    imp = next(r for r in lines_of(res.stdout) if "LT_glue.py" in r)
+    assert "torchrun --nproc_per_node 2" in imp and "--per_gpu_train_batch_size 16" in imp
+    assert "--save_steps 342" in imp and "--num_train_epochs 30" in imp and "--max_steps" not in imp
+    assert "--learning_rate 2e-5" in imp and "--round_schedule whole_run" in imp
+    bad = recipe("glue_tickets.sh", {**env, "PROFILE": "huge"}, "--dry-run")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "error: PROFILE must be paper, small or quick, not 'huge'"]
+
+
+def test_queue_runs_missing_runs_in_stages(tmp_path):
+    """recipe_lib's queue: runs what has no marker, stage after stage, two at a time."""
+    script = tmp_path / "mini.sh"
+    log = tmp_path / "order.txt"
+    script.write_text(f"""set -euo pipefail
+source {ROOT}/scripts/recipe_lib.sh
+D={tmp_path}
+add_run 1 $D/a.done $D/a.log "sleep 0.3; echo a >> {log}; touch $D/a.done"
+add_run 1 $D/b.done $D/b.log "echo b >> {log}; touch $D/b.done"
+add_run 2 $D/c.done $D/c.log "echo c >> {log}; touch $D/c.done"
+run_queue
+""")
+    (tmp_path / "b.done").write_text("")
+    env = {**os.environ, "JOBS": "2"}
+    res = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "3 runs, 2 to do (1 finished)" in res.stdout
+    assert "run 2/3: finished, skipped" in res.stdout
+    assert log.read_text().split() == ["a", "c"]  # c (stage 2) waited for a (stage 1)
+    again = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert "3 runs, 0 to do (3 finished)" in again.stdout and log.read_text().split() == ["a", "c"]
+
+
+def test_failed_run_reported(tmp_path):
+    script = tmp_path / "fail.sh"
+    script.write_text(f"""set -euo pipefail
+source {ROOT}/scripts/recipe_lib.sh
+add_run 1 {tmp_path}/x.done {tmp_path}/x.log "exit 3"
+run_queue
+""")
+    res = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
+    assert res.returncode != 0 and "run 1/1: FAILED" in res.stderr and not (tmp_path / "x.done").exists()
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("squad_tickets.sh", ["LT_squad.py", "--doc_stride 64", "--save_steps 125", "--max_steps 875"]),
+    ("mlm_tickets.sh", ["LT_pretrain.py", "--mlm", "--save_steps 100", "--max_steps 600", "--block_size 128"]),
+])
+def test_squad_and_mlm_dry_runs(name, expected, tmp_path):
+    res = recipe(name, {"OUT": str(tmp_path / "r")}, "--dry-run")
+    assert res.returncode == 0, res.stderr
+    runs = lines_of(res.stdout)
+    assert len(runs) == 16
+    imp = next(r for r in runs if "imp_no_pooler --" in r or "imp_no_pooler " in r and "LT_" in r)
+    for flag in expected:
+        assert flag in imp, flag
+    ticket70 = next(r for r in runs if "imp_no_pooler_70_s1" in r)
+    step = 875 if name.startswith("squad") else 600  # MLM: the 70 % mask is written after 6 rounds
+    assert f"imp_no_pooler/checkpoint-{step}/mask.pt" in ticket70
+
+
+def test_transfer_dry_run(glue_root):
+    env = {"PROFILE": "small", "TASKS": "MRPC", "TARGETS": "MRPC STS-B", "DATA": str(glue_root / "glue"),
+           "MODEL": str(glue_root / "model"), "OUT": str(glue_root / "runs"),
+           "EXTRA_SOURCES": f"mlm={glue_root}/mlmrun"}
+    res = recipe("transfer.sh", env, "--dry-run")
+    assert res.returncode == 0, res.stderr
+    runs = lines_of(res.stdout)
+    # OMP mask; sources mlm, mrpc, omp on targets MRPC and STS-B, minus the MRPC diagonal
+    assert len(runs) == 1 + 5
+    assert any("mrpc_to_sts-b_no_pooler_70_s1" in r and "imp_no_pooler/checkpoint-28/mask.pt" in r for r in runs)
+    assert not any("mrpc_to_mrpc" in r for r in runs)
+    assert any("omp_to_mrpc" in r and "masks/omp_no_pooler_70/mask.pt" in r for r in runs)
