@@ -7,7 +7,7 @@ Markdown on stdout, CSV files and PNG figures (utils/report.py, utils/figures.py
 import argparse
 
 from utils.errors import run_cli
-from utils.report import write_report
+from utils.report import slim_copy, write_report
 
 
 def parse_args(argv=None):
@@ -17,6 +17,9 @@ def parse_args(argv=None):
     p.add_argument("--out", default="figs", help="where report.md, the CSVs and the figures go")
     p.add_argument("--no_figures", action="store_true", help="tables only")
     p.add_argument("--transfer_sparsity", type=int, default=70, help="sparsity (%%) of the transfer matrix")
+    p.add_argument("--slim_copy", default=None, metavar="DIR",
+                   help="also copy the runs' slim records (JSON only: no weights or masks) to DIR, "
+                        "from which the same report regenerates")
     return p.parse_args(argv)
 
 
@@ -27,6 +30,8 @@ def main(argv=None):
     print(text, end="")
     print(f"wrote {args.out}/report.md, table2.csv, curves.csv, transfer.csv"
           + (f" and {len(figures)} figure(s)" if figures else ""))
+    if args.slim_copy:
+        print(f"copied {slim_copy(args.runs_dir, args.slim_copy)} record files to {args.slim_copy}")
     return text
 
 

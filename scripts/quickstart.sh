@@ -3,7 +3,7 @@
 # STS-B from ../shared/data (the `quick` profile of glue_tickets.sh): IMP to 50 % sparsity
 # (5 one-epoch rounds on 640 training pairs, the pooler left out of the prunable set), the
 # dense model (2 seeds), then the 50 % ticket and a random 50 % mask fine-tuned with the mask
-# fixed; then the report's table and figure.
+# fixed (5 epochs, lr 2e-4); then the report's table and figure.
 #
 #   bash scripts/quickstart.sh            # runs in runs/quickstart, report in runs/quickstart/report
 #   MODEL=/path/to/bert DATA=/path/to/glue bash scripts/quickstart.sh

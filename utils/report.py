@@ -391,3 +391,24 @@ def write_report(root, out_dir=None, figures=True, transfer_sparsity=70):
 
             written = write_figures(summary, out_dir, transfer_sparsity)
     return text, tables, written
+
+
+SLIM_FILES = ("args.json", "results.json", "complete.json", "mask_provenance.json", "mask_sparsity.json",
+              "shuffle_weight_provenance.json")
+
+
+def slim_copy(src, dst):
+    """Copy the slim record of every run under ``src`` to ``dst`` (same relative layout): the
+    JSON files that say what each run is and what it scored, and the provenance and sparsity
+    reports of masks; no weights, masks or logs. Returns the number of files copied."""
+    import shutil
+
+    src, dst = Path(src), Path(dst)
+    n = 0
+    for path in sorted(src.rglob("*.json")):
+        if path.name in SLIM_FILES or path.name.endswith("_provenance.json"):
+            target = dst / path.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+            n += 1
+    return n
