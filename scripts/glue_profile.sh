@@ -1,13 +1,7 @@
 # GLUE settings and helpers shared by glue_tickets.sh and transfer.sh (sourced after
 # recipe_lib.sh): the budget profiles, the flags every GLUE run shares, IMP round lengths.
-PROFILE=${PROFILE:-small}
-MODEL=${MODEL:-../shared/data/models/all-MiniLM-L6-v2}
+recipe_settings glue
 DATA=${DATA:-../shared/data/glue}
-OUT=${OUT:-runs/glue_$PROFILE}
-SEEDS=${SEEDS:-1 2 3}
-MASK_SEEDS=${MASK_SEEDS:-1}
-IMP_SEED=${IMP_SEED:-57}
-EXTRA=${EXTRA:-}
 
 case "$PROFILE" in
   paper)  # the paper's commands: full data, lr 2e-5, IMP rounds of 3 epochs, 3-epoch fine-tunes
@@ -35,14 +29,8 @@ case "$PROFILE" in
     SCHEDULE=per_round; AMP="" ;;
   *) echo "error: PROFILE must be paper, small or quick, not '$PROFILE'" >&2; exit 2 ;;
 esac
-if [ "$NGPU" -gt 0 ]; then
-  AMP=${AMP_GPU:-}  # fp32 as the paper; AMP_GPU=--fp16 or --bf16 for mixed precision
-fi
 BATCH_PER_GPU=$(per_process "$BATCH")
-if [ ! -d "$MODEL" ] && [ "$DRY_RUN" != 1 ]; then
-  echo "error: MODEL=$MODEL is not a folder; pass MODEL=<local BERT checkpoint> and DATA=<GLUE root>" >&2
-  exit 2
-fi
+need_model "and DATA=<GLUE root>"
 
 LAUNCH=$(py)
 subset() { echo "${MAX_TRAIN:+--max_train_samples $MAX_TRAIN} ${MAX_EVAL:+--max_eval_samples $MAX_EVAL}"; }
@@ -64,8 +52,7 @@ round_steps() {  # updates per IMP round
   local rows; rows=$(train_rows "$1")
   echo $(( ROUND_EPOCHS * ((rows + BATCH - 1) / BATCH) ))
 }
-max_sparsity=0; for s in $SPARSITIES; do [ "$s" -gt "$max_sparsity" ] && max_sparsity=$s; done
-EVENTS=$((max_sparsity / 10))  # IMP stops after the pruning event that reaches the top sparsity
+EVENTS=$(($(top_sparsity) / 10))  # IMP stops after the pruning event that reaches the top sparsity
 imp_stop() {  # paper: all 10 events over 30 epochs (the schedule spans them); else stop at the top
   [ "$PROFILE" = paper ] || echo "--max_steps $((S * EVENTS))"
 }

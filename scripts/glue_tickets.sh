@@ -44,11 +44,4 @@ for TASK in $TASKS; do
     "--num_train_epochs $FT_EPOCHS --logging_steps 0 --save_steps 0" expect_glue
 done
 
-# ---- disk the profile needs: IMP masks (bool, 1 byte per prunable weight), one-shot masks
-# with their weight.pt, logs; no round weights or fine-tuned weights are kept ----------------
-read -r PRUNABLE WBYTES < <(model_sizes "$MODEL" 2>/dev/null || echo "85524480 440000000")
-disk=$(( (n_imp * EVENTS * PRUNABLE + n_oneshot * (PRUNABLE + WBYTES) + ${#QUEUE_CMDS[@]} * 200000) / 1000000 ))
-echo "glue_tickets: profile $PROFILE, tasks [$TASKS], sets [$SETS], sparsities [$SPARSITIES], methods [$METHODS]"
-echo "glue_tickets: disk needed about $disk MB under $OUT"
-run_queue
-echo "glue_tickets: all runs finished; report: $PYTHON report.py $OUT"
+finish_recipe glue_tickets "$EVENTS"

@@ -17,13 +17,7 @@
 set -euo pipefail
 source "$(dirname "$0")/recipe_lib.sh"
 
-PROFILE=${PROFILE:-small}
-MODEL=${MODEL:-../shared/data/models/all-MiniLM-L6-v2}
-OUT=${OUT:-runs/mlm_$PROFILE}
-SEEDS=${SEEDS:-1 2 3}
-MASK_SEEDS=${MASK_SEEDS:-1}
-IMP_SEED=${IMP_SEED:-57}
-EXTRA=${EXTRA:-}
+recipe_settings mlm
 case "$PROFILE" in
   paper)  # the paper's commands: IMP batch 16 lr 5e-5 rounds of 10,000 steps; fine-tunes batch 8, 20,000 steps
     TRAIN=${TRAIN:-pretrain_data/en.train}; EVAL=${EVAL:-pretrain_data/en.valid}
@@ -37,12 +31,9 @@ case "$PROFILE" in
     IMP_EPOCHS=10; BLOCK="--block_size 128"; SUBSET="--max_eval_samples 100" ;;
   *) echo "error: PROFILE must be paper or small, not '$PROFILE'" >&2; exit 2 ;;
 esac
-AMP=${AMP_GPU:-}  # fp32 as the paper; AMP_GPU=--fp16 or --bf16 for mixed precision
-if [ ! -d "$MODEL" ] && [ "$DRY_RUN" != 1 ]; then
-  echo "error: MODEL=$MODEL is not a folder; pass MODEL=<local BERT checkpoint>, TRAIN= and EVAL= text files" >&2; exit 2
-fi
+need_model "TRAIN= and EVAL= text files"
 LAUNCH=$(py)
-max_sparsity=0; for s in $SPARSITIES; do [ "$s" -gt "$max_sparsity" ] && max_sparsity=$s; done
+max_sparsity=$(top_sparsity)
 STOP=$([ "$PROFILE" = paper ] || echo "--max_steps $((S * (max_sparsity / 10 - 1)))")
 COMMON=$(echo "--model_type bert --model_name_or_path $MODEL --mlm --train_data_file $TRAIN --eval_data_file $EVAL" \
   "--do_train --do_eval --per_gpu_eval_batch_size 16 --learning_rate $LR $BLOCK $SUBSET $AMP --overwrite_output_dir $EXTRA")
@@ -54,8 +45,4 @@ tickets_plan "$OUT/mlm" LT_pretrain.py pretrain_trans.py "$COMMON" \
   "--per_gpu_train_batch_size $(per_process "$IMP_BATCH") --evaluate_during_training --logging_steps $S --save_steps $S --num_train_epochs $IMP_EPOCHS $STOP" \
   "--per_gpu_train_batch_size $(per_process "$FT_BATCH") $FT --save_steps 0" expect_mlm
 
-read -r PRUNABLE WBYTES < <(model_sizes "$MODEL" 2>/dev/null || echo "85524480 440000000")
-echo "mlm_tickets: profile $PROFILE, sets [$SETS], sparsities [$SPARSITIES], methods [$METHODS]"
-echo "mlm_tickets: disk needed about $(( (n_imp * 10 * PRUNABLE + n_oneshot * (PRUNABLE + WBYTES)) / 1000000 + 50 )) MB under $OUT"
-run_queue
-echo "mlm_tickets: all runs finished; report: $PYTHON report.py $OUT"
+finish_recipe mlm_tickets 10

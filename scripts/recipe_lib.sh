@@ -200,3 +200,41 @@ tickets_plan() {
     done
   done
 }
+
+# Settings every recipe shares (environment variables with defaults); $1 names the family
+# for the default OUT (runs/<family>_<profile>).
+recipe_settings() {
+  PROFILE=${PROFILE:-small}
+  MODEL=${MODEL:-../shared/data/models/all-MiniLM-L6-v2}
+  OUT=${OUT:-runs/$1_$PROFILE}
+  SEEDS=${SEEDS:-1 2 3}
+  MASK_SEEDS=${MASK_SEEDS:-1}
+  IMP_SEED=${IMP_SEED:-57}
+  EXTRA=${EXTRA:-}
+  AMP=${AMP_GPU:-}  # fp32 as the paper; AMP_GPU=--fp16 or --bf16 for mixed precision
+}
+
+# Refuse a missing checkpoint folder (dry runs print the commands anyway). $1: what else to pass.
+need_model() {
+  if [ ! -d "$MODEL" ] && [ "$DRY_RUN" != 1 ]; then
+    echo "error: MODEL=$MODEL is not a folder; pass MODEL=<local BERT checkpoint> $1" >&2
+    exit 2
+  fi
+}
+
+# The largest of SPARSITIES.
+top_sparsity() {
+  local s top=0
+  for s in $SPARSITIES; do [ "$s" -gt "$top" ] && top=$s; done
+  echo "$top"
+}
+
+# Print the plan and the disk it needs, run the queue. $1: recipe name; $2: masks per IMP run.
+finish_recipe() {
+  local prunable wbytes
+  read -r prunable wbytes < <(model_sizes "$MODEL" 2>/dev/null || echo "85524480 440000000")
+  echo "$1: profile $PROFILE, ${TASKS:+tasks [$TASKS], }sets [$SETS], sparsities [$SPARSITIES], methods [$METHODS]"
+  echo "$1: disk needed about $(( (n_imp * $2 * prunable + n_oneshot * (prunable + wbytes) + ${#QUEUE_CMDS[@]} * 200000) / 1000000 )) MB under $OUT"
+  run_queue
+  echo "$1: all runs finished; report: $PYTHON report.py $OUT"
+}

@@ -18,14 +18,8 @@
 set -euo pipefail
 source "$(dirname "$0")/recipe_lib.sh"
 
-PROFILE=${PROFILE:-small}
-MODEL=${MODEL:-../shared/data/models/all-MiniLM-L6-v2}
+recipe_settings squad
 DATA=${DATA:-../shared/data/squad}
-OUT=${OUT:-runs/squad_$PROFILE}
-SEEDS=${SEEDS:-1 2 3}
-MASK_SEEDS=${MASK_SEEDS:-1}
-IMP_SEED=${IMP_SEED:-57}
-EXTRA=${EXTRA:-}
 case "$PROFILE" in
   paper)  # the paper's commands: batch 16, lr 3e-5, 384/128, IMP rounds of 22,000 steps, 4-epoch fine-tunes
     TRAIN_FILE=${TRAIN_FILE:-$DATA/train-v1.1.json}; PREDICT_FILE=${PREDICT_FILE:-$DATA/dev-v1.1.json}
@@ -40,12 +34,9 @@ case "$PROFILE" in
   *) echo "error: PROFILE must be paper or small, not '$PROFILE'" >&2; exit 2 ;;
 esac
 BATCH_PER_GPU=$(per_process "$BATCH")
-AMP=${AMP_GPU:-}  # fp32 as the paper; AMP_GPU=--fp16 or --bf16 for mixed precision
-if [ ! -d "$MODEL" ] && [ "$DRY_RUN" != 1 ]; then
-  echo "error: MODEL=$MODEL is not a folder; pass MODEL=<local BERT checkpoint> and DATA=<SQuAD folder>" >&2; exit 2
-fi
+need_model "and DATA=<SQuAD folder>"
 LAUNCH=$(py)
-max_sparsity=0; for s in $SPARSITIES; do [ "$s" -gt "$max_sparsity" ] && max_sparsity=$s; done
+max_sparsity=$(top_sparsity)
 STOP=$([ "$PROFILE" = paper ] || echo "--max_steps $((S * max_sparsity / 10))")
 COMMON="--model_type bert --model_name_or_path $MODEL --do_train --do_eval --do_lower_case --train_file $TRAIN_FILE
  --predict_file $PREDICT_FILE --per_gpu_train_batch_size $BATCH_PER_GPU --per_gpu_eval_batch_size 64
@@ -59,8 +50,4 @@ tickets_plan "$OUT/squad" LT_squad.py squad_trans.py "$COMMON" \
   "--evaluate_during_training --logging_steps $S --save_steps $S --num_train_epochs $IMP_EPOCHS $STOP" \
   "$FT --evaluate_during_training --logging_steps $FT_LOG --save_steps 0" expect_squad
 
-read -r PRUNABLE WBYTES < <(model_sizes "$MODEL" 2>/dev/null || echo "85524480 440000000")
-echo "squad_tickets: profile $PROFILE, sets [$SETS], sparsities [$SPARSITIES], methods [$METHODS]"
-echo "squad_tickets: disk needed about $(( (n_imp * 10 * PRUNABLE + n_oneshot * (PRUNABLE + WBYTES)) / 1000000 + 50 )) MB under $OUT"
-run_queue
-echo "squad_tickets: all runs finished; report: $PYTHON report.py $OUT"
+finish_recipe squad_tickets 10

@@ -42,3 +42,12 @@ def write_text(path, text):
         with open(tmp, "w") as f:
             f.write(text)
     atomic_write(path, _write)
+
+
+def read_json(path, default=None):
+    """The JSON value in ``path``, or ``default`` when the file is missing or not JSON."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from utils.io import write_json
+from utils.io import read_json, write_json
 
 _HASH_CACHE = {}  # (path, size, mtime_ns) -> sha256: a run hashes its checkpoint once
 _VOLATILE_CONFIG = {  # config keys that differ between task heads of one checkpoint
@@ -115,23 +115,15 @@ def write_record(path, record, cache_dir=None):
     return rec
 
 
-def read_json_or_none(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def find_record(path, cache_dir=None):
     """The record of the file at ``path``: its sidecar if it matches the bytes, else the index
     entry for its sha256, else None. The returned record always carries the current sha256."""
     digest = sha256_file(path)
-    side = read_json_or_none(sidecar_path(path))
+    side = read_json(sidecar_path(path))
     if isinstance(side, dict) and side.get("sha256") == digest:
         return side
     for folder in dict.fromkeys([index_dir(cache_dir), index_dir()]):  # --cache_dir's, then the default
-        indexed = read_json_or_none(folder / f"{digest}.json")
+        indexed = read_json(folder / f"{digest}.json")
         if isinstance(indexed, dict) and indexed.get("sha256") == digest:
             return indexed
     return None

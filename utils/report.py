@@ -16,13 +16,12 @@ standard deviation and the first rule falls back to the second (said in the outp
 """
 import csv
 import io
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
 
 from utils.errors import UserError
-from utils.io import write_text
+from utils.io import read_json, write_text
 
 METHODS = ("full", "imp", "random", "omp", "reinit", "shuffled")
 LABELS = {"full": "full model", "imp": "IMP ticket", "random": "random pruning", "omp": "OMP",
@@ -32,14 +31,6 @@ TASK_NAMES = {"cola": "CoLA", "sst-2": "SST-2", "mrpc": "MRPC", "sts-b": "STS-B"
               "mnli": "MNLI", "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI", "squad": "SQuAD",
               "mlm": "MLM", "omp": "OMP"}
 FINAL_NOTE = "Scores: each run's final evaluation on the dev rows it evaluated, headline metric in percent."
-
-
-def _load(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def task_label(task):
@@ -58,7 +49,7 @@ def _mask_index(root, run_dirs, args_by_dir, results_by_dir):
     list, so a mask copied without its sidecar is still recognised by its bytes."""
     index = {}
     for side in Path(root).rglob("*_provenance.json"):
-        rec = _load(side)
+        rec = read_json(side)
         if isinstance(rec, dict) and rec.get("sha256"):
             index[rec["sha256"]] = rec
     for d in run_dirs:
@@ -130,7 +121,7 @@ def collect(root):
         raise UserError(f"{root}: no runs found (no args.json in it or below)")
     args_by, res_by, done_by = {}, {}, {}
     for d in dirs:
-        args_by[d], res_by[d], done_by[d] = _load(d / "args.json"), _load(d / "results.json"), _load(d / "complete.json")
+        args_by[d], res_by[d], done_by[d] = read_json(d / "args.json"), read_json(d / "results.json"), read_json(d / "complete.json")
     index = _mask_index(root, dirs, args_by, res_by)
     finished, unfinished = [], []
     for d in dirs:
