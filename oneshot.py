@@ -19,7 +19,7 @@ from utils.args import Parser, command_of
 from utils.errors import run_cli
 from utils.io import atomic_write
 from utils.models import HEADS, load_model
-from utils.provenance import checkpoint_identity, write_record
+from utils.provenance import checkpoint_identity, environment, write_record
 from utils.pruning import PRUNABLE_SETS, effective_state_dict, format_sparsity, global_magnitude_prune, save_mask
 from utils.train import plain_args
 
@@ -58,7 +58,7 @@ def main(argv=None):
         "weight": args.weight, "rate": args.rate, "prunable_set": args.prunable_set,
         "sparsity": report["prunable"]["sparsity"], "emptied": [e["key"] for e in report["emptied"]],
         "checkpoint": checkpoint_identity(args.model_name_or_path, model.config, init=args.weight),
-        "args": plain_args(args)})
+        "args": plain_args(args), "environment": environment()})
     weights = {k: v.clone() for k, v in effective_state_dict(model).items()}
     atomic_write(out / "weight.pt", lambda tmp: torch.save(weights, tmp))
     print(f"zero rate {report['prunable']['sparsity']:.4f}")

@@ -17,7 +17,7 @@ from utils.args import Parser, command_of
 from utils.errors import run_cli
 from utils.io import atomic_write
 from utils.models import load_model, load_weight_file
-from utils.provenance import checkpoint_identity, write_record
+from utils.provenance import checkpoint_identity, environment, write_record
 from utils.pruning import shuffled_layer_weights
 
 
@@ -41,7 +41,7 @@ def main(argv=None):
     write_record(out, {"kind": "shuffle", "script": "pertub_weight.py", "command": command_of("pertub_weight.py", args),
                        "seed": seed, "permutation": perm, "matrices": len(weights),
                        "checkpoint": checkpoint_identity(args.model_name_or_path, model.config),
-                       "args": vars(args)})
+                       "args": vars(args), "environment": environment()})
     print(f"layer permutation (target <- source): {json.dumps(perm)}")
     print(f"wrote {len(weights)} matrices to {out} (record: {out.with_name(out.stem + '_provenance.json')})")
     return perm

@@ -92,6 +92,16 @@ def test_imp_sidecar_and_completion_marker(tiny_bert_dir, tmp_path, record_index
                                 "source": "last in-loop"}
     assert done["baseline"]["metric"] == "acc" and done["baseline"]["value"] == 50.0  # 8 of 16 dev rows
     assert [m["sha256"] for m in results["masks"]][1] == rec["sha256"]
+    # every run records the versions, the git commit of the checkout and its peak memory
+    env = json.loads((out / "args.json").read_text())["environment"]
+    import numpy
+    import transformers
+
+    assert env["versions"]["torch"] == torch.__version__ and env["versions"]["numpy"] == numpy.__version__
+    assert env["versions"]["transformers"] == transformers.__version__ and env["started"]
+    assert len(env.get("git_commit", "")) == 40 and isinstance(env["git_dirty"], bool)
+    assert rec["args"]["environment"] == env
+    assert results["peak_memory"]["host_peak_mb"] > 50
 
 
 def test_marker_removed_when_a_run_restarts(tmp_path):

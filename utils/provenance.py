@@ -142,3 +142,43 @@ def describe_input(path, model_identity=None, what="mask", cache_dir=None):
                   f"but this run uses {model_identity.get('name_or_path')} (same shapes, different "
                   "weights or config)", file=sys.stderr)
     return {"path": str(path), "sha256": digest, "record": record}
+
+
+def environment():
+    """Versions of python and the libraries a result depends on, the project's git commit (and
+    whether the tree had uncommitted changes) when run from a checkout, and the start time."""
+    import platform
+    import subprocess
+
+    versions = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "datasets", "numpy"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            versions[name] = None
+    env = {"versions": versions, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+           "host": platform.node()}
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10)
+        if commit.returncode == 0:
+            status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, timeout=10)
+            env["git_commit"] = commit.stdout.strip()
+            env["git_dirty"] = bool(status.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return env
+
+
+def peak_memory():
+    """Peak resident memory of this process (MB) and, where CUDA was used, peak GPU memory."""
+    import resource
+
+    import torch
+
+    out = {"host_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out

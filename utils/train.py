@@ -111,7 +111,12 @@ def plain_args(args):
 def save_args(args, script):
     """``args.json``: the full configuration next to every run (plain types only), with the
     provenance of any mask or weight file the run loaded (``provenance``)."""
+    from utils.provenance import environment
+
     conf = plain_args(args)
+    if not hasattr(args, "environment"):
+        args.environment = environment()  # once per run: versions, git commit, start time
+    conf["environment"] = args.environment
     conf["script"] = script
     conf["command"] = command_of(script.split()[0], args)
     write_json(Path(args.output_dir) / "args.json", conf)
@@ -257,7 +262,10 @@ class Trainer:
     def write_results(self):
         if not is_main(self.args):
             return
+        from utils.provenance import peak_memory
+
         self.results["wall_time_s"] = round(time.time() - self.started, 1)
+        self.results["peak_memory"] = peak_memory()
         self.results["global_step"] = self.global_step
         write_json(self.out / "results.json", plain(self.results))
         record = plain(self.record)
