@@ -11,15 +11,48 @@ from pathlib import Path
 UNUSED = "accepted for compatibility; unused, as in the original"
 
 
+def _finite(v):
+    return v == v and v not in (float("inf"), float("-inf"))
+
+
+# Ranges of numeric flags, checked at parse time for every flag a script has (None: unset).
+RANGES = {
+    "per_gpu_train_batch_size": (lambda v: v >= 1, "must be at least 1"),
+    "per_gpu_eval_batch_size": (lambda v: v >= 1, "must be at least 1"),
+    "gradient_accumulation_steps": (lambda v: v >= 1, "must be at least 1"),
+    "learning_rate": (lambda v: _finite(v) and v >= 0, "must be a finite number >= 0"),
+    "weight_decay": (lambda v: _finite(v) and v >= 0, "must be a finite number >= 0"),
+    "adam_epsilon": (lambda v: _finite(v) and v > 0, "must be a finite number > 0"),
+    "max_grad_norm": (lambda v: _finite(v) and v > 0, "must be a finite number > 0"),
+    "num_train_epochs": (lambda v: _finite(v) and v > 0, "must be a finite number > 0"),
+    "warmup_steps": (lambda v: v >= 0, "must be >= 0"),
+    "logging_steps": (lambda v: v >= 0, "must be >= 0 (0: never)"),
+    "save_steps": (lambda v: v >= 0, "must be >= 0 (0: never)"),
+    "num_workers": (lambda v: v >= 0, "must be >= 0"),
+    "max_train_samples": (lambda v: v is None or v >= 1, "must be at least 1"),
+    "max_eval_samples": (lambda v: v is None or v >= 1, "must be at least 1"),
+    "imp_rounds": (lambda v: v >= 1, "must be at least 1"),
+    "max_seq_length": (lambda v: v >= 3, "must be at least 3 ([CLS], a token, [SEP])"),
+    "mlm_probability": (lambda v: _finite(v) and 0 < v < 1, "must lie strictly between 0 and 1"),
+    "n_best_size": (lambda v: v >= 1, "must be at least 1"),
+    "max_answer_length": (lambda v: v >= 1, "must be at least 1"),
+}
+
+
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser that keeps the arguments it parsed (``args.argv``), so the command a
-    run records is the one it ran, also when ``main(argv)`` is called in-process."""
+    """An ArgumentParser that checks the range of every numeric flag (:data:`RANGES`) and keeps
+    the arguments it parsed (``args.argv``), so the command a run records is the one it ran,
+    also when ``main(argv)`` is called in-process."""
 
     def parse_args(self, args=None, namespace=None):
         import sys
 
         argv = list(sys.argv[1:] if args is None else args)
         ns = super().parse_args(argv, namespace)
+        for name, (ok, rule) in RANGES.items():
+            value = getattr(ns, name, None)
+            if value is not None and not ok(value):
+                self.error(f"argument --{name}: {rule}, got {value}")
         ns.argv = argv
         return ns
 

@@ -111,6 +111,8 @@ class IMPRunner:
 def run_imp(args, model, train_dataset, collate_fn, evaluate_fn, script, prune_first=False,
             results_extra=None):
     """Run IMP end to end; returns the :class:`Trainer` (its ``results`` hold everything)."""
+    check_imp_plan(args, len(train_dataset), prune_first)
+    open_run(args)
     runner = IMPRunner(args, model)
     extra = {"kind": "imp", "rewind": args.rewind, "rewind_head": args.rewind_head,
              "round_schedule": args.round_schedule, "prunable_set": args.prunable_set,
@@ -154,9 +156,7 @@ def build_transfer_model(args, kind, **config_overrides):
             print(f"note: no provenance record found for mask {args.mask_dir} (no sidecar beside it, "
                   "and its sha256 is not in the record index); the run records its sha256 only",
                   file=sys.stderr)
-    args.provenance = provenance
-    if getattr(args, "rank", 0) == 0:
-        save_args(args, args.script)  # args.json now also says which mask and weights were loaded
+    args.provenance = provenance  # args.json (written by open_run) says what was loaded
     sparsity = model_sparsity(model)
     print(f"model 0: {sparsity}")
     return model, sparsity
@@ -171,6 +171,7 @@ def run_transfer(args, model, initial_sparsity, train_dataset, collate_fn, evalu
             save_weights(model, trainer.out / f"checkpoint-{step}")
 
     on_save = save_checkpoint if args.save_steps > 0 else None
+    open_run(args)
     extra = {"kind": "finetune", "init": args.dir or "pre", "mask": args.mask_dir, "weight_pertub": args.weight_pertub,
              "initial_sparsity": initial_sparsity, **(results_extra or {})}
     trainer = Trainer(args, model, train_dataset, collate_fn, evaluate_fn, script=script,
@@ -185,23 +186,52 @@ def run_transfer(args, model, initial_sparsity, train_dataset, collate_fn, evalu
 
 
 def start_run(args, script):
-    """Common start of every training script: checks, device, seed, output folder, args.json,
-    tokenizer. Returns the tokenizer."""
+    """Common start of every training script, writing nothing: flag and output-folder checks,
+    the model's limits, device, seed; returns the tokenizer. The first writes come from
+    :func:`open_run`, once the model, the mask and the data have been checked too."""
     from utils.errors import UserError
-    from utils.models import load_tokenizer
-    from utils.train import is_main, prepare_output_dir, save_args, set_seed, setup_device
+    from utils.models import check_model_limits, load_tokenizer
+    from utils.train import check_output_dir, set_seed, setup_device
 
     if args.model_type.lower() != "bert":
         raise UserError(f"--model_type {args.model_type}: only bert is supported by the pruning code")
+    check_output_dir(args)
+    check_model_limits(args)
     setup_device(args)
     set_seed(args.seed)
     args.script = script
-    if is_main(args):  # under torchrun only rank 0 checks and fills the output folder
+    return load_tokenizer(args.tokenizer_name or args.model_name_or_path,
+                          do_lower_case=True if getattr(args, "do_lower_case", False) else None)
+
+
+def open_run(args):
+    """The run's first writes, after every input was checked: the output folder (a completion
+    marker left there is removed) and ``args.json``. Under torchrun rank 0 writes, the others
+    wait."""
+    from utils.train import is_main, prepare_output_dir
+
+    if is_main(args):
         prepare_output_dir(args)
-        save_args(args, script)
+        save_args(args, args.script)
     if args.world_size > 1:
         import torch.distributed as dist
 
         dist.barrier()
-    return load_tokenizer(args.tokenizer_name or args.model_name_or_path,
-                          do_lower_case=True if getattr(args, "do_lower_case", False) else None)
+
+
+def check_imp_plan(args, n_train, prune_first=False):
+    """Refuse an IMP run that would never prune; say when it will stop before the last event."""
+    from utils.errors import UserError
+    from utils.train import planned_updates
+
+    total = planned_updates(args, n_train)
+    if args.save_steps <= 0:
+        raise UserError("--save_steps 0: IMP prunes every --save_steps updates, so this run would never prune")
+    events = min(args.imp_rounds, total // args.save_steps + (1 if prune_first else 0))
+    if events == 0:
+        raise UserError(f"--save_steps {args.save_steps} is longer than the whole run ({total} updates): IMP "
+                        "would never prune; lower --save_steps or train longer (--num_train_epochs, --max_steps)")
+    if events < args.imp_rounds:
+        print(f"note: this run has {total} updates, so it stops after {events} of {args.imp_rounds} pruning "
+              f"events, at {100.0 * events / args.imp_rounds:.0f} % sparsity")
+    return events

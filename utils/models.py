@@ -114,6 +114,17 @@ def load_model(kind, name_or_path, init="pre", seed=42, **config_overrides):
     return attach_pooler(model, name_or_path)
 
 
+def check_model_limits(args):
+    """Refuse flags the checkpoint cannot serve: ``--max_seq_length`` above its positions."""
+    seq = getattr(args, "max_seq_length", None)
+    if seq is None:
+        return
+    config = _config(args.config_name or args.model_name_or_path)
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit and seq > limit:
+        raise UserError(f"--max_seq_length {seq} is above the {limit} positions of {args.model_name_or_path}")
+
+
 def _missing_mlm_head(name_or_path):
     """True when the checkpoint holds no ``cls.predictions`` weights (e.g. MiniLM sentence models)."""
     folder = Path(name_or_path)

@@ -82,14 +82,32 @@ def is_main(args):
 COMPLETE = "complete.json"  # written last, only by a run that reached its end
 
 
+def check_output_dir(args):
+    """Refuse, before anything is written, an ``--output_dir`` that is a file, or a non-empty
+    folder without ``--overwrite_output_dir``."""
+    out = Path(args.output_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--output_dir {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and args.do_train and not args.overwrite_output_dir:
+        raise UserError(f"--output_dir {out} exists and is not empty; use --overwrite_output_dir")
+
+
+def planned_updates(args, n_examples):
+    """Optimizer updates a run will make on ``n_examples`` training rows (what the Trainer runs)."""
+    per_rank = math.ceil(n_examples / max(getattr(args, "world_size", 1), 1))
+    steps_per_epoch = max(1, math.ceil(per_rank / args.per_gpu_train_batch_size) // args.gradient_accumulation_steps)
+    if args.max_steps > 0:
+        return args.max_steps
+    return int(steps_per_epoch * args.num_train_epochs)
+
+
 def prepare_output_dir(args):
     """Create ``--output_dir``; refuse a non-empty one unless ``--overwrite_output_dir``.
 
     A completion marker left by an earlier run in the folder is removed first, so a run that
     is killed never looks finished."""
+    check_output_dir(args)
     out = Path(args.output_dir)
-    if out.is_dir() and any(out.iterdir()) and args.do_train and not args.overwrite_output_dir:
-        raise UserError(f"--output_dir {out} exists and is not empty; use --overwrite_output_dir")
     out.mkdir(parents=True, exist_ok=True)
     (out / COMPLETE).unlink(missing_ok=True)
     return out
