@@ -18,3 +18,9 @@ def run_cli(main, argv=None):
         msg = " ".join(str(err).split())  # always one line
         print(f"error: {msg}", file=sys.stderr)
         sys.exit(2)
+
+
+def first_line(err, limit=160):
+    """The first line of an exception's message (its type name when the message is empty)."""
+    lines = str(err).strip().splitlines()
+    return (lines[0] if lines else type(err).__name__)[:limit]

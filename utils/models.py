@@ -28,7 +28,7 @@ from transformers import (  # noqa: E402
 )
 from transformers.models.bert.modeling_bert import BertPooler  # noqa: E402
 
-from utils.errors import UserError  # noqa: E402
+from utils.errors import UserError, first_line  # noqa: E402
 
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
@@ -50,7 +50,7 @@ def _config(name_or_path, **overrides):
                             "Hugging Face cache (this tool never downloads; pass a local checkpoint "
                             "folder)") from None
         raise UserError(f"--model_name_or_path {name_or_path}: cannot load the model config: "
-                        f"{str(err).splitlines()[0][:200]}") from None
+                        f"{first_line(err, 200)}") from None
 
 
 def load_tokenizer(name_or_path, do_lower_case=None):
@@ -60,7 +60,7 @@ def load_tokenizer(name_or_path, do_lower_case=None):
         return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
     except (OSError, ValueError) as err:
         raise UserError(f"--model_name_or_path {name_or_path}: cannot load a tokenizer: "
-                        f"{str(err).splitlines()[0][:200]}") from None
+                        f"{first_line(err, 200)}") from None
 
 
 def attach_pooler(model, name_or_path=None):
@@ -108,7 +108,7 @@ def load_model(kind, name_or_path, init="pre", seed=42, **config_overrides):
         model = cls.from_pretrained(name_or_path, config=config)
     except (OSError, ValueError) as err:
         raise UserError(f"--model_name_or_path {name_or_path}: cannot load weights: "
-                        f"{str(err).splitlines()[0][:200]}") from None
+                        f"{first_line(err, 200)}") from None
     if kind == "pretrain" and _missing_mlm_head(name_or_path):
         print(f"note: {name_or_path} has no MLM head; cls.predictions starts random")
     return attach_pooler(model, name_or_path)
@@ -147,7 +147,7 @@ def load_weight_file(model, path):
     try:
         weights = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise UserError(f"--weight_pertub {path} is not a weight file: {str(err).splitlines()[0][:160]}") from None
+        raise UserError(f"--weight_pertub {path} is not a weight file: {first_line(err, 160)}") from None
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
         raise UserError(f"--weight_pertub {path} is not a dict of tensors")
     state = model.state_dict()

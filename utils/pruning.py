@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from utils.errors import UserError
+from utils.errors import UserError, first_line
 from utils.io import atomic_write, write_json  # noqa: F401  (re-exported for older imports)
 
 MASK_SUFFIX = ".weight_mask"
@@ -580,10 +580,13 @@ def load_mask(path, model=None):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"mask file {path} not found")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path} is empty (0 bytes): not a mask file")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # not a torch file, or a pickle of arbitrary objects
-        raise UserError(f"{path} is not a mask file: {str(err).splitlines()[0][:160]}") from None
+    except Exception as err:  # not a torch file, truncated, or a pickle of arbitrary objects
+        raise UserError(f"{path} is not a mask file (not a torch.save file, or truncated or damaged: "
+                        f"{first_line(err, 120)})") from None
     if not isinstance(data, dict) or not data:
         raise UserError(f"{path} is not a mask file: expected a dict of *.weight_mask tensors")
     bad = [k for k, v in data.items() if not isinstance(v, torch.Tensor) or not str(k).endswith(MASK_SUFFIX)]

@@ -1,0 +1,241 @@
+"""Every bad input of the README's table: one line naming the file or flag, exit code 2, no
+traceback, and nothing already in the output folder damaged. One row here per README row."""
+import json
+import shutil
+
+import pytest
+import torch
+
+import glue_trans
+import LT_glue
+import LT_pretrain
+import oneshot
+import pertub_weight
+import report
+import squad_trans
+from test_glue_scripts import write_mrpc
+from utils import pruning as P
+from utils.errors import run_cli
+from utils.models import load_model
+
+
+@pytest.fixture
+def world(tmp_path, tiny_bert_dir):
+    """A tiny checkpoint, MRPC data, a valid mask and a finished earlier run in the output folder."""
+    data = write_mrpc(tmp_path / "MRPC")
+    masks = P.current_masks(load_model("glue", str(tiny_bert_dir)))
+    good_mask = tmp_path / "mask.pt"
+    torch.save(masks, good_mask)
+    out = tmp_path / "out"
+    out.mkdir()
+    earlier = {"complete.json": '{"headline": 1}', "results.json": '{"evaluations": [1]}', "args.json": "{}"}
+    for name, text in earlier.items():
+        (out / name).write_text(text)
+    return {"tmp": tmp_path, "model": tiny_bert_dir, "data": data, "mask": good_mask, "masks": masks,
+            "out": out, "earlier": earlier}
+
+
+def glue_argv(w, *extra, out=None):
+    return ["--task_name", "MRPC", "--data_dir", str(w["data"]), "--model_name_or_path", str(w["model"]),
+            "--output_dir", str(out or w["out"]), "--cache_dir", str(w["tmp"] / "cache"), "--do_train",
+            "--overwrite_output_dir", "--max_steps", "2", "--logging_steps", "0", "--save_steps", "1", *extra]
+
+
+def mask_file(w, name, data):
+    path = w["tmp"] / name
+    torch.save(data, path)
+    return path
+
+
+def text_file(w, name, content, mode="w"):
+    path = w["tmp"] / name
+    if mode == "wb":
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    return path
+
+
+def squad_argv(w, train, predict):
+    return ["--dir", "pre", "--model_name_or_path", str(w["model"]), "--output_dir", str(w["out"]),
+            "--train_file", str(train), "--predict_file", str(predict), "--do_train", "--overwrite_output_dir",
+            "--max_steps", "1", "--save_steps", "0", "--cache_dir", str(w["tmp"] / "cache"), "--max_seq_length", "64",
+            "--doc_stride", "16", "--max_query_length", "16"]
+
+
+def mlm_argv(w, train, *extra):
+    return ["--mlm", "--model_name_or_path", str(w["model"]), "--output_dir", str(w["out"]),
+            "--train_data_file", str(train), "--do_train", "--overwrite_output_dir", "--max_steps", "1",
+            "--save_steps", "0", "--cache_dir", str(w["tmp"] / "cache"), *extra]
+
+
+def bad_masks(w):
+    m = w["masks"]
+    first = next(iter(m))
+    half = {k: v.float() for k, v in m.items()}
+    half[first] = torch.full(m[first].shape, 0.5)
+    nan = {k: v.float() for k, v in m.items()}
+    nan[first] = torch.full(m[first].shape, float("nan"))
+    return {
+        "missing": {k: v for k, v in m.items() if k != first},
+        "extra": {**m, "bert.encoder.layer.9.output.dense.weight_mask": m[first]},
+        "shape": {k: torch.ones(v.shape[0] + 1, v.shape[1], dtype=torch.bool) if k == first else v for k, v in m.items()},
+        "half": half, "nan": nan,
+    }
+
+
+# (id, README wording, how to run it -> (main, argv), expected text in the one error line)
+ROWS = [
+    ("model_missing", "--model_name_or_path names no folder",
+     lambda w: (glue_trans.main, glue_argv(w, "--model_name_or_path", str(w["tmp"] / "nope"))), "no such folder"),
+    ("model_config_broken", "the model folder's config.json is not JSON",
+     lambda w: (glue_trans.main, glue_argv(w, "--model_name_or_path", str(broken_model(w)))), "cannot load the model config"),
+    ("model_type", "--model_type other than bert",
+     lambda w: (glue_trans.main, glue_argv(w, "--model_type", "roberta")), "only bert is supported"),
+    ("data_dir_missing", "--data_dir names no folder",
+     lambda w: (glue_trans.main, glue_argv(w, "--data_dir", str(w["tmp"] / "nodata"))), "--data_dir folder not found"),
+    ("train_tsv_missing", "the task's train.tsv is missing",
+     lambda w: (glue_trans.main, glue_argv(w, "--data_dir", str(empty_dir(w)))), "train.tsv: file not found"),
+    ("train_tsv_empty", "train.tsv has no rows",
+     lambda w: (glue_trans.main, glue_argv(w, "--data_dir", str(tsv_dir(w, "")))), "no examples in file"),
+    ("train_tsv_encoding", "train.tsv is not UTF-8",
+     lambda w: (glue_trans.main, glue_argv(w, "--data_dir", str(tsv_dir(w, b"\xff\xfe\x00bad\tx\n" * 3)))),
+     "not a readable UTF-8 TSV file"),
+    ("task_data_disagree", "--task_name and the data disagree (MRPC flags on CoLA-shaped rows)",
+     lambda w: (glue_trans.main, glue_argv(w, "--data_dir", str(tsv_dir(w, "h\nsrc\t1\t\tthe cat sat\n")))), "line 2"),
+    ("task_unknown", "--task_name unknown",
+     lambda w: (glue_trans.main, glue_argv(w, "--task_name", "MRPX")), "unknown --task_name"),
+    ("mask_missing", "--mask_dir names no file",
+     lambda w: (glue_trans.main, glue_argv(w, "--mask_dir", str(w["tmp"] / "none.pt"))), "not found"),
+    ("mask_not_torch", "the mask file is text, not a torch file",
+     lambda w: (glue_trans.main, glue_argv(w, "--mask_dir", str(text_file(w, "m.pt", "hello")))), "is not a mask file"),
+    ("mask_truncated", "the mask file is truncated",
+     lambda w: (glue_trans.main, glue_argv(w, "--mask_dir", str(truncated(w)))), "is not a mask file"),
+    ("mask_empty_file", "the mask file is empty (0 bytes)",
+     lambda w: (glue_trans.main, glue_argv(w, "--mask_dir", str(text_file(w, "e.pt", "")))), "is empty (0 bytes)"),
+    ("mask_wrong_kind", "the file is a state dict of weights, not masks",
+     lambda w: (glue_trans.main, glue_argv(w, "--mask_dir", str(mask_file(w, "w.pt", {"bert.x.weight": torch.ones(2)})))),
+     "is not a *.weight_mask tensor"),
+    ("mask_missing_keys", "a mask without some of the model's keys",
+     lambda w: (glue_trans.main, glue_argv(w, "--mask_dir", str(mask_file(w, "a.pt", bad_masks(w)["missing"])))), "missing key"),
+    ("mask_extra_keys", "a mask with keys the model lacks (a deeper model's)",
+     lambda w: (glue_trans.main, glue_argv(w, "--mask_dir", str(mask_file(w, "b.pt", bad_masks(w)["extra"])))), "extra key"),
+    ("mask_shapes", "a mask of another architecture (wrong shapes)",
+     lambda w: (glue_trans.main, glue_argv(w, "--mask_dir", str(mask_file(w, "c.pt", bad_masks(w)["shape"])))), "has shape"),
+    ("mask_non_binary", "mask values other than 0 and 1",
+     lambda w: (glue_trans.main, glue_argv(w, "--mask_dir", str(mask_file(w, "d.pt", bad_masks(w)["half"])))),
+     "values other than 0 and 1"),
+    ("mask_nan", "NaN in a mask",
+     lambda w: (glue_trans.main, glue_argv(w, "--mask_dir", str(mask_file(w, "n.pt", bad_masks(w)["nan"])))),
+     "values other than 0 and 1"),
+    ("pertub_missing", "--weight_pertub names no file",
+     lambda w: (glue_trans.main, glue_argv(w, "--weight_pertub", str(w["tmp"] / "none.pt"))), "--weight_pertub file"),
+    ("pertub_shape", "--weight_pertub matrices that do not fit the model",
+     lambda w: (glue_trans.main, glue_argv(w, "--weight_pertub", str(mask_file(
+         w, "p.pt", {"bert.encoder.layer.0.output.dense.weight": torch.ones(3, 3)})))), "has shape"),
+    ("pertub_key", "--weight_pertub keys the model lacks",
+     lambda w: (glue_trans.main, glue_argv(w, "--weight_pertub", str(mask_file(w, "q.pt", {"nope.weight": torch.ones(1)})))),
+     "is not in the model"),
+    ("output_is_file", "--output_dir is an existing file",
+     lambda w: (glue_trans.main, glue_argv(w, out=text_file(w, "afile", "x"))), "is a file, not a folder"),
+    ("output_not_empty", "--output_dir not empty, without --overwrite_output_dir",
+     lambda w: (glue_trans.main, [a for a in glue_argv(w) if a != "--overwrite_output_dir"]), "exists and is not empty"),
+    ("lr_negative", "--learning_rate -1",
+     lambda w: (glue_trans.main, glue_argv(w, "--learning_rate", "-1")), "argument --learning_rate"),
+    ("batch_zero", "--per_gpu_train_batch_size 0",
+     lambda w: (glue_trans.main, glue_argv(w, "--per_gpu_train_batch_size", "0")), "argument --per_gpu_train_batch_size"),
+    ("accumulation_zero", "--gradient_accumulation_steps 0",
+     lambda w: (glue_trans.main, glue_argv(w, "--gradient_accumulation_steps", "0")), "argument --gradient_accumulation_steps"),
+    ("epochs_zero", "--num_train_epochs 0",
+     lambda w: (glue_trans.main, glue_argv(w, "--num_train_epochs", "0")), "argument --num_train_epochs"),
+    ("seq_too_long", "--max_seq_length above the model's positions (2048 > 128)",
+     lambda w: (glue_trans.main, glue_argv(w, "--max_seq_length", "2048")), "above the 128 positions"),
+    ("fp16_cpu", "--fp16 without CUDA",
+     lambda w: (glue_trans.main, glue_argv(w, "--fp16", "--no_cuda")), "--fp16 needs a CUDA device"),
+    ("fp16_bf16", "--fp16 with --bf16",
+     lambda w: (glue_trans.main, glue_argv(w, "--fp16", "--bf16")), "exclude each other"),
+    ("imp_never_prunes", "LT_glue.py --save_steps longer than the run",
+     lambda w: (LT_glue.main, glue_argv(w, "--save_steps", "100000")), "would never prune"),
+    ("imp_save_zero", "LT_glue.py --save_steps 0",
+     lambda w: (LT_glue.main, glue_argv(w, "--save_steps", "0")), "would never prune"),
+    ("imp_rounds_zero", "LT_glue.py --imp_rounds 0",
+     lambda w: (LT_glue.main, glue_argv(w, "--imp_rounds", "0")), "argument --imp_rounds"),
+    ("squad_not_squad", "a JSON file that is not SQuAD",
+     lambda w: (squad_trans.main, squad_argv(w, text_file(w, "s.json", '{"a": 1}'), text_file(w, "s2.json", '{"a": 1}'))),
+     "s.json"),
+    ("squad_bad_json", "a SQuAD file that is not JSON",
+     lambda w: (squad_trans.main, squad_argv(w, text_file(w, "t.json", "{oops"), text_file(w, "t2.json", "{oops"))),
+     "t.json"),
+    ("mlm_empty_text", "an empty training text",
+     lambda w: (LT_pretrain.main, mlm_argv(w, text_file(w, "e.txt", ""), "--save_steps", "1")), "e.txt"),
+    ("mlm_binary_text", "a binary file as training text",
+     lambda w: (LT_pretrain.main, mlm_argv(w, text_file(w, "b.txt", b"\x00\xff" * 100, "wb"), "--save_steps", "1")), "b.txt"),
+    ("mlm_probability", "--mlm_probability 1.5",
+     lambda w: (LT_pretrain.main, mlm_argv(w, text_file(w, "ok.txt", "the cat\n"), "--mlm_probability", "1.5")),
+     "argument --mlm_probability"),
+    ("oneshot_rate", "oneshot.py --rate 1.5",
+     lambda w: (oneshot.main, ["--rate", "1.5", "--model_name_or_path", str(w["model"]), "--output_dir", str(w["out"])]),
+     "--rate must lie in [0, 1]"),
+    ("pertub_model_missing", "pertub_weight.py on a missing model folder",
+     lambda w: (pertub_weight.main, ["--model_name_or_path", str(w["tmp"] / "nope"), "--output", str(w["out"] / "s.pt")]),
+     "no such folder"),
+    ("report_empty", "report.py on a folder with no runs",
+     lambda w: (report.main, [str(empty_dir(w)), "--out", str(w["tmp"] / "rep")]), "no runs found"),
+]
+
+
+def broken_model(w):
+    d = w["tmp"] / "broken_model"
+    shutil.copytree(w["model"], d)
+    (d / "config.json").write_text("{not json")
+    return d
+
+
+def empty_dir(w):
+    d = w["tmp"] / "emptydir"
+    d.mkdir(exist_ok=True)
+    return d
+
+
+def tsv_dir(w, content):
+    d = w["tmp"] / "tsv"
+    d.mkdir(exist_ok=True)
+    path = d / "train.tsv"
+    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    shutil.copy(w["data"] / "dev.tsv", d / "dev.tsv")
+    return d
+
+
+def truncated(w):
+    data = w["mask"].read_bytes()
+    return text_file(w, "trunc.pt", data[: len(data) // 2], "wb")
+
+
+def test_table_has_at_least_25_rows():
+    assert len(ROWS) >= 25 and len({r[0] for r in ROWS}) == len(ROWS)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r[0] for r in ROWS])
+def test_bad_input_one_line_exit_2_nothing_damaged(row, world, capsys):
+    _, _, make, expected = row
+    main, argv = make(world)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        run_cli(main, argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2
+    assert err and expected in err[-1], err
+    assert "Traceback" not in "\n".join(err)
+    assert err[-1].startswith("error: ") or ": error: " in err[-1]  # ours, or argparse's usage + error
+    # the earlier run's files are untouched: nothing was written before the input was refused
+    for name, text in world["earlier"].items():
+        assert (world["out"] / name).read_text() == text, name
+    assert sorted(p.name for p in world["out"].iterdir()) == sorted(world["earlier"])
+
+
+def test_readme_lists_every_row():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    missing = [r[0] for r in ROWS if f"`{r[0]}`" not in readme]
+    assert not missing, missing
