@@ -208,3 +208,16 @@ def test_report_classifies_real_runs_after_moves(tiny_bert_dir, tmp_path, record
     for i, name in enumerate(sorted(plans)):
         assert got[f"run{i:02d}"] == expected[name], name
     assert got["imp"][0] == "imp_search"
+
+
+def test_same_seed_same_masks(tiny_bert_dir, tmp_path):
+    data = write_mrpc(tmp_path / "MRPC")
+    for name in ("a", "b"):
+        LT_glue.main(imp_argv(tiny_bert_dir, data, tmp_path / name, "--seed", "5"))
+    for step in (2, 4, 6):
+        ma = P.load_mask(tmp_path / "a" / f"checkpoint-{step}" / "mask.pt")
+        mb = P.load_mask(tmp_path / "b" / f"checkpoint-{step}" / "mask.pt")
+        assert ma.keys() == mb.keys() and all(torch.equal(ma[k], mb[k]) for k in ma)
+    ra = json.loads((tmp_path / "a" / "results.json").read_text())["evaluations"]
+    rb = json.loads((tmp_path / "b" / "results.json").read_text())["evaluations"]
+    assert ra == rb

@@ -30,8 +30,8 @@ def atomic_write(path, write_fn):
 def write_json(path, obj):
     """Atomic JSON write (indent 1, keys in insertion order)."""
     def _write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=1)
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=1, ensure_ascii=False)
             f.write("\n")
     atomic_write(path, _write)
 

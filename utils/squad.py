@@ -20,7 +20,6 @@ Example (tiny CPU run)::
     scores = evaluate_squad(model, examples, feats, SquadCollator(tok), 32, torch.device("cpu"))
 """
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from torch.utils.data import DataLoader, SequentialSampler
 
 from utils.data import PaddingCollator, cached_dataset
 from utils.errors import UserError
+from utils.io import write_json
 from utils.metrics import squad_scores
 
 EVAL_ONLY_COLUMNS = ("example_index", "offset_mapping", "token_is_max_context")
@@ -366,13 +366,6 @@ def postprocess_predictions(examples, features, all_start_logits, all_end_logits
     return predictions, nbest
 
 
-def _write_json_atomic(obj, path):
-    tmp = Path(str(path) + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False)
-    os.replace(tmp, path)
-
-
 def _predict_logits(model, features, collator, batch_size, device, amp_dtype):
     """Start/end logits per feature (1-D float arrays cut to each feature's length)."""
     loader = DataLoader(features, sampler=SequentialSampler(features), batch_size=batch_size,
@@ -409,8 +402,8 @@ def evaluate_squad(model, examples, features, collator, batch_size, device, amp_
                                                  max_answer_length)
     if output_dir is not None:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
-        _write_json_atomic(predictions, Path(output_dir) / "predictions.json")
-        _write_json_atomic(nbest, Path(output_dir) / "nbest_predictions.json")
+        write_json(Path(output_dir) / "predictions.json", predictions)
+        write_json(Path(output_dir) / "nbest_predictions.json", nbest)
     gold = {ex["id"]: [a["text"] for a in ex["answers"]] for ex in examples}
     scores = squad_scores(predictions, gold)
     return {"exact": float(scores["exact"]), "f1": float(scores["f1"]),
