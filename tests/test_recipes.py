@@ -148,3 +148,10 @@ def test_transfer_dry_run(glue_root):
     assert any("mrpc_to_sts-b_no_pooler_70_s1" in r and "imp_no_pooler/checkpoint-28/mask.pt" in r for r in runs)
     assert not any("mrpc_to_mrpc" in r for r in runs)
     assert any("omp_to_mrpc" in r and "masks/omp_no_pooler_70/mask.pt" in r for r in runs)
+
+
+def test_quickstart_without_data_says_what_to_pass(tmp_path):
+    res = recipe("quickstart.sh", {"MODEL": str(tmp_path / "none"), "DATA": str(tmp_path / "none")})
+    assert res.returncode == 2 and res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: quickstart needs") and "MODEL=" in lines[0] and "DATA=" in lines[0]
