@@ -1,1 +1,2 @@
-"""One module per benchmark figure added after bench.py's first five (bench.py runs them)."""
+"""The benchmark figures run by ``scripts/bench.py``: ``harness`` (shared helpers) and one module
+per figure."""

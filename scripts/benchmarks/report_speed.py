@@ -11,6 +11,8 @@ import random
 import time
 from pathlib import Path
 
+from scripts.benchmarks.harness import base_record
+
 TASKS = ("cola", "sst-2", "mrpc", "sts-b", "qqp", "mnli", "qnli", "rte", "wnli", "squad")
 METRIC = {"cola": "mcc", "sts-b": "pearson", "squad": "f1"}
 FILLER_ARGS = {f"flag_{i}": i * 0.5 for i in range(60)}  # args.json carries ~60 flags
@@ -57,7 +59,7 @@ def make_runs(root, n, seed=0):
     return finished
 
 
-def figure_report_speed(opts, base_record):
+def figure_report_speed(opts):
     """Time the report over generated runs (1,000; --quick 50)."""
     from utils.report import write_report
 
