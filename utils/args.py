@@ -36,6 +36,7 @@ RANGES = {
     "mlm_probability": (lambda v: _finite(v) and 0 < v < 1, "must lie strictly between 0 and 1"),
     "n_best_size": (lambda v: v >= 1, "must be at least 1"),
     "max_answer_length": (lambda v: v >= 1, "must be at least 1"),
+    "checkpoint_steps": (lambda v: v >= -1, "must be -1 (never), 0 (automatic) or a number of updates"),
 }
 
 
@@ -116,6 +117,11 @@ def training_parser(description, logging_steps=500, save_steps=500, epochs=3.0, 
       help="use only the first N training examples (quick runs; default all)")
     a("--max_eval_samples", type=int, default=None,
       help="evaluate on only the first N examples (quick runs; default all)")
+    a("--resume", action="store_true",
+      help="continue a killed run from its latest state in <output_dir>/resume (same command + --resume)")
+    a("--checkpoint_steps", type=int, default=0,
+      help="write a resumable state every N updates; 0: after every pruning event (IMP) or every "
+           "epoch (fine-tuning); -1: never")
     return p
 
 

@@ -20,11 +20,39 @@ def atomic_write(path, write_fn):
     os.close(fd)
     try:
         write_fn(tmp)
+        if _kill_requested(path.name):  # fault injection (tests)
+            _die_half_written(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+_WRITES = {}
+
+
+def _kill_requested(name):
+    """``BERT_TICKETS_KILL_IN_WRITE=<file name>[:n]``: die during the n-th write (default first)
+    of that file name in this process."""
+    spec = os.environ.get("BERT_TICKETS_KILL_IN_WRITE")
+    if not spec:
+        return False
+    target, _, nth = spec.partition(":")
+    if target != name:
+        return False
+    _WRITES[name] = _WRITES.get(name, 0) + 1
+    return _WRITES[name] == int(nth or 1)
+
+
+def _die_half_written(tmp):
+    """Leave ``tmp`` half-written and SIGKILL this process, as a crash during the write would."""
+    import signal
+
+    size = os.path.getsize(tmp)
+    with open(tmp, "r+b") as f:
+        f.truncate(size // 2)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def write_json(path, obj):

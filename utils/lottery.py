@@ -8,6 +8,7 @@ aliasing made this a no-op on CPU and in LT_pretrain), write ``checkpoint-<step>
 its sparsity report, reset AdamW and the schedule; stop after the 10th pruning event.
 """
 import sys
+from pathlib import Path
 
 import torch
 
@@ -108,21 +109,62 @@ class IMPRunner:
         return "stop" if self.pruning_step >= self.rounds else None
 
 
+class FinishedRun:
+    """What a finished run's folder holds, for ``--resume`` on a run that had ended."""
+
+    def __init__(self, args):
+        from utils.io import read_json
+
+        self.results = read_json(Path(args.output_dir) / "results.json") or {}
+        self.global_step = self.results.get("global_step")
+        print(f"--resume: the run in {args.output_dir} is finished (complete.json); nothing to do")
+
+
+def begin(args):
+    """``--resume`` checks (before anything is written), then :func:`open_run`. Returns a
+    :class:`FinishedRun` when the run had already ended, else None."""
+    from utils.errors import UserError
+    from utils.resume import check_resumable
+
+    if getattr(args, "resume", False):
+        if args.world_size > 1:
+            raise UserError("--resume under torchrun is not supported yet: resume in one process")
+        if check_resumable(args) == "finished":
+            return FinishedRun(args)
+    open_run(args)
+    return None
+
+
+def restore(args, trainer):
+    """With ``--resume``: load the latest state into ``trainer`` (inputs must be unchanged)."""
+    if getattr(args, "resume", False):
+        from utils.resume import check_same_inputs, load_state
+
+        check_same_inputs(args)
+        trainer.resume_from(load_state(args))
+        return True
+    return False
+
+
 def run_imp(args, model, train_dataset, collate_fn, evaluate_fn, script, prune_first=False,
             results_extra=None):
     """Run IMP end to end; returns the :class:`Trainer` (its ``results`` hold everything)."""
     check_imp_plan(args, len(train_dataset), prune_first)
-    open_run(args)
+    finished = begin(args)
+    if finished is not None:
+        return finished
     runner = IMPRunner(args, model)
     extra = {"kind": "imp", "rewind": args.rewind, "rewind_head": args.rewind_head,
              "round_schedule": args.round_schedule, "prunable_set": args.prunable_set,
              **(results_extra or {})}
     trainer = Trainer(args, model, train_dataset, collate_fn, evaluate_fn, script=script,
                       on_save=runner.on_save, results_extra=extra)
+    trainer.state_hooks["imp"] = (lambda: {"pruning_step": runner.pruning_step},
+                                  lambda st: setattr(runner, "pruning_step", st["pruning_step"]))
     if args.round_schedule == "per_round" and args.save_steps > 0:
         trainer.schedule_steps = args.save_steps
         trainer.reset_optimizer()
-    if prune_first:
+    if not restore(args, trainer) and prune_first:
         runner.prune(trainer, 0)
     trainer.train()
     # IMP's record is its in-loop evaluations (each before a pruning event); the model left at
@@ -171,12 +213,15 @@ def run_transfer(args, model, initial_sparsity, train_dataset, collate_fn, evalu
             save_weights(model, trainer.out / f"checkpoint-{step}")
 
     on_save = save_checkpoint if args.save_steps > 0 else None
-    open_run(args)
+    finished = begin(args)
+    if finished is not None:
+        return finished
     extra = {"kind": "finetune", "init": args.dir or "pre", "mask": args.mask_dir, "weight_pertub": args.weight_pertub,
              "initial_sparsity": initial_sparsity, **(results_extra or {})}
     trainer = Trainer(args, model, train_dataset, collate_fn, evaluate_fn, script=script,
                       on_save=on_save, results_extra=extra)
     trainer.record.append(initial_sparsity)
+    restore(args, trainer)
     if args.do_train:
         trainer.train()
     if final_eval and trainer.args.rank == 0 and evaluate_fn is not None:
@@ -212,7 +257,8 @@ def open_run(args):
 
     if is_main(args):
         prepare_output_dir(args)
-        save_args(args, args.script)
+        if not getattr(args, "resume", False):  # a resumed run keeps the args.json it started with
+            save_args(args, args.script)
     if args.world_size > 1:
         import torch.distributed as dist
 

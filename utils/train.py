@@ -80,6 +80,7 @@ def is_main(args):
 
 
 COMPLETE = "complete.json"  # written last, only by a run that reached its end
+STALE_FILES = {"results.json", "result.pt", "args.json", "predictions.json", "nbest_predictions.json"}
 
 
 def check_output_dir(args):
@@ -110,6 +111,16 @@ def prepare_output_dir(args):
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / COMPLETE).unlink(missing_ok=True)
+    if getattr(args, "resume", False):
+        return out  # --resume keeps everything, even with --overwrite_output_dir
+    if args.overwrite_output_dir:  # what an earlier run left here would mix with this run's files
+        import shutil
+
+        for path in out.iterdir():
+            if path.is_dir() and (path.name.startswith("checkpoint-") or path.name in ("runs", "resume")):
+                shutil.rmtree(path)
+            elif path.name in STALE_FILES:
+                path.unlink()
     return out
 
 
@@ -211,7 +222,13 @@ class Trainer:
         self.writer = None
         self.started = time.time()
         self.train_batch_size = args.per_gpu_train_batch_size  # per process
+        self.gen = None  # the sampler's generator (one process)
         self.loader = self._loader()
+        # position and resumption (utils/resume.py)
+        self.epoch, self.batches_done, self.epoch_gen_state = 0, 0, None
+        self.skip, self.pending_rng, self.resume_gen = 0, None, None
+        self.total_loss = self.logged_loss = 0.0
+        self.state_hooks = {}  # name -> (get() -> dict, set(dict)): e.g. the IMP runner's counter
         steps_per_epoch = max(1, len(self.loader) // args.gradient_accumulation_steps)
         if args.max_steps > 0:
             self.t_total = args.max_steps
@@ -230,7 +247,7 @@ class Trainer:
 
             sampler = DistributedSampler(self.train_dataset, seed=args.seed)
         else:
-            gen = torch.Generator().manual_seed(args.seed)
+            gen = self.gen = torch.Generator().manual_seed(args.seed)
             sampler = RandomSampler(self.train_dataset, generator=gen)
         return DataLoader(self.train_dataset, sampler=sampler, batch_size=self.train_batch_size,
                           collate_fn=self.collate_fn, num_workers=getattr(args, "num_workers", 0))
@@ -316,7 +333,10 @@ class Trainer:
         self.global_step += 1
 
     def train(self):
-        """Train until epochs, ``--max_steps`` or an ``on_save`` "stop"; returns (steps, mean loss)."""
+        """Train until epochs, ``--max_steps`` or an ``on_save`` "stop"; returns (steps, mean loss).
+        After :meth:`resume_from` it continues from the saved position."""
+        from utils.resume import kill_at_step, set_rng_states
+
         args = self.args
         main = is_main(args)
         if main:
@@ -325,34 +345,118 @@ class Trainer:
             self.writer = SummaryWriter(log_dir=str(self.out / "runs"))
         model = self.model
         model.zero_grad(set_to_none=True)
-        total_loss, logged_loss, stop = 0.0, 0.0, False
-        bar = tqdm(total=self.t_total, desc="train", disable=not main or None, dynamic_ncols=True)
-        for epoch in range(self.num_epochs):
+        stop = False
+        bar = tqdm(total=self.t_total, initial=self.global_step, desc="train", disable=not main or None,
+                   dynamic_ncols=True)
+        for epoch in range(self.epoch, self.num_epochs):
+            self.epoch = epoch
             if hasattr(self.loader.sampler, "set_epoch"):
                 self.loader.sampler.set_epoch(epoch)
+            if self.resume_gen is not None:  # the permutation of the epoch the state was saved in
+                self.gen.set_state(self.resume_gen)
+                self.resume_gen = None
+            self.epoch_gen_state = self.gen.get_state() if self.gen is not None else None
+            if self.skip == 0 and self.pending_rng is not None:
+                set_rng_states(self.pending_rng)
+                self.pending_rng = None
             model.train()
             for step, batch in enumerate(self.loader):
-                total_loss += self.forward_backward(batch)
+                if self.skip:  # resuming: batches the saved run had already trained on
+                    self.skip -= 1
+                    if self.skip == 0 and self.pending_rng is not None:
+                        set_rng_states(self.pending_rng)  # before the next batch is drawn
+                        self.pending_rng = None
+                    continue
+                self.batches_done = step + 1
+                self.total_loss += self.forward_backward(batch)
                 if (step + 1) % args.gradient_accumulation_steps:
                     continue
                 self.optimizer_step()
                 bar.update(1)
                 if args.logging_steps > 0 and self.global_step % args.logging_steps == 0:
-                    self._log_and_evaluate(total_loss - logged_loss)
-                    logged_loss = total_loss
+                    self._log_and_evaluate(self.total_loss - self.logged_loss)
+                    self.logged_loss = self.total_loss
+                pruned = False
                 if args.save_steps > 0 and self.global_step % args.save_steps == 0 and self.on_save:
                     stop = self.on_save(self, self.global_step) == "stop"
+                    pruned = True
                     model.train()
                 if stop or (args.max_steps > 0 and self.global_step >= args.max_steps):
                     stop = True
                     break
+                if self.checkpoint_due(pruned):
+                    self.save_state()
+                kill_at_step(self.global_step)
             if stop:
                 break
+            self.batches_done = 0
         bar.close()
         if self.writer is not None:
             self.writer.flush()
         self.write_results()
-        return self.global_step, total_loss / max(self.global_step, 1)
+        return self.global_step, self.total_loss / max(self.global_step, 1)
+
+    # -- resumable state (utils/resume.py) --
+    def checkpoint_due(self, pruned):
+        """``--checkpoint_steps N``: every N updates; 0 (default): after every pruning event when
+        there are any (IMP), else at the end of every epoch; -1: never."""
+        every = getattr(self.args, "checkpoint_steps", 0)
+        if every < 0 or not is_main(self.args) or self.args.world_size > 1:
+            return False
+        if every > 0:
+            return self.global_step % every == 0
+        if self.state_hooks.get("imp") is not None:
+            return pruned
+        return self.batches_done >= len(self.loader)
+
+    def state(self):
+        """Everything the rest of the run depends on, as a dict of tensors and plain values."""
+        from utils.pruning import masking_impl
+        from utils.resume import rng_states
+
+        epoch, done, gen_state = self.epoch, self.batches_done, self.epoch_gen_state
+        if done >= len(self.loader):  # the epoch is over: resume at the start of the next one
+            epoch, done = epoch + 1, 0
+            gen_state = self.gen.get_state() if self.gen is not None else None
+        model = unwrap(self.model)
+        return {"global_step": self.global_step, "epoch": epoch, "batches_done": done,
+                "epoch_gen_state": gen_state, "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                "mask_impl": masking_impl(model), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler else None, "rng": rng_states(),
+                "results": self.results, "record": self.record, "elapsed": time.time() - self.started,
+                "total_loss": self.total_loss, "logged_loss": self.logged_loss,
+                "extra": {name: get() for name, (get, _) in self.state_hooks.items()}}
+
+    def save_state(self):
+        from utils.resume import save_state
+
+        self.write_results()
+        save_state(self.args, self.state())
+
+    def resume_from(self, state):
+        """Load a saved state: masks, weights, optimizer, schedule, scaler, counters, results;
+        the RNG states are restored once the saved position in the epoch is reached."""
+        from utils.pruning import apply_masks
+
+        model = unwrap(self.model)
+        masks = {k: v for k, v in state["model"].items() if k.endswith(".weight_mask")}
+        if masks:
+            apply_masks(model, masks, state["mask_impl"] or "plain")
+        model.load_state_dict(state["model"])
+        self.reset_optimizer()  # parameter groups and gradient masking of the masked model
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state["scaler"] is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.global_step, self.epoch, self.skip = state["global_step"], state["epoch"], state["batches_done"]
+        self.resume_gen, self.pending_rng = state["epoch_gen_state"], state["rng"]
+        self.results, self.record = state["results"], state["record"]
+        self.total_loss, self.logged_loss = state["total_loss"], state["logged_loss"]
+        self.started = time.time() - state["elapsed"]
+        for name, (_, set_) in self.state_hooks.items():
+            set_(state["extra"][name])
+        print(f"resumed at update {self.global_step} (epoch {self.epoch}, batch {self.skip})")
 
     def _log_and_evaluate(self, loss_since_last_log):
         """Every ``--logging_steps``: rank 0 evaluates (``--evaluate_during_training``) on the

@@ -1,0 +1,136 @@
+"""Resumable training state: what a killed run needs to continue exactly where it stopped.
+
+A state is written atomically to ``<output_dir>/resume/state.pt`` every ``--checkpoint_steps``
+updates (default: after every pruning event for IMP, at the end of every epoch for the
+fine-tuning scripts); the state before it is kept as ``state.prev.pt``, so a damaged latest
+state falls back to the previous one. It holds the weights and masks, AdamW's moments, the
+schedule, the GradScaler, the RNG states (python, numpy, torch, CUDA, the sampler's own
+generator at the start of the epoch), the position in the epoch, the results so far and the
+IMP runner's pruning-event counter.
+
+``--resume`` reloads it; the run then ends with exactly the result of an uninterrupted run
+(bit for bit on CPU, with ``--num_workers 0``). The flags in :data:`MAY_DIFFER` may change on
+resume; any other difference with the run's ``args.json`` is refused, naming the flag.
+
+Two deterministic fault-injection points serve the tests: ``BERT_TICKETS_KILL_AT_STEP=k``
+(SIGKILL right after update k) and ``BERT_TICKETS_KILL_IN_WRITE=<file name>`` (SIGKILL half-way
+through writing that file, before it is renamed into place; see :mod:`utils.io`).
+"""
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from utils.errors import UserError, first_line
+from utils.io import atomic_write, read_json
+
+STATE, PREVIOUS = "state.pt", "state.prev.pt"
+# flags that may differ between a run and its resumption (evaluation, logging, I/O, devices)
+MAY_DIFFER = {"per_gpu_eval_batch_size", "num_workers", "logging_steps", "evaluate_during_training",
+              "overwrite_output_dir", "resume", "cache_dir", "overwrite_cache", "local_rank", "no_cuda",
+              "do_eval", "eval_all_checkpoints", "server_ip", "server_port", "fp16_opt_level", "checkpoint_steps"}
+RUNTIME = {"device", "n_gpu", "amp_dtype", "world_size", "rank", "script", "environment", "provenance", "argv",
+           "command"}
+
+
+def state_dir(args):
+    return Path(args.output_dir) / "resume"
+
+
+def kill_at_step(step):
+    """Fault injection for tests: SIGKILL this process right after update ``step``."""
+    target = os.environ.get("BERT_TICKETS_KILL_AT_STEP")
+    if target is not None and int(target) == step:
+        sys.stdout.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def rng_states():
+    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states):
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_state(args, state):
+    """Write ``state`` as the latest state; the one before becomes the previous state."""
+    folder = state_dir(args)
+    folder.mkdir(parents=True, exist_ok=True)
+    latest, previous = folder / STATE, folder / PREVIOUS
+
+    def write(tmp):
+        torch.save(state, tmp)
+        if latest.exists():  # keep the last good state until the new one is complete
+            os.replace(latest, previous)
+    atomic_write(latest, write)
+
+
+def load_state(args):
+    """The latest readable state (the previous one, with a warning, when the latest is damaged)."""
+    folder = state_dir(args)
+    errors = []
+    for name in (STATE, PREVIOUS):
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: RNG tuples
+            if errors:
+                print(f"warning: {errors[-1]}; resuming from the previous state {path}", file=sys.stderr)
+            return state
+        except Exception as err:  # truncated or damaged
+            errors.append(f"{path} is damaged ({first_line(err, 100)})")
+    if errors:
+        raise UserError(f"--resume: no readable state in {folder}: {'; '.join(errors)}")
+    raise UserError(f"--resume: no saved state in {folder} (the run never reached its first checkpoint; "
+                    "start it again without --resume)")
+
+
+def check_resumable(args):
+    """Before anything is loaded: a finished run says so; a run made by another command is refused
+    naming the first flag that differs. Returns ``"finished"`` or ``"resume"``."""
+    out = Path(args.output_dir)
+    saved = read_json(out / "args.json")
+    if saved is None:
+        raise UserError(f"--resume: {out} has no args.json: there is no run to resume there")
+    current = {k: v for k, v in vars(args).items()}
+    for key in sorted(set(saved) | set(current)):
+        if key in MAY_DIFFER or key in RUNTIME:
+            continue
+        a, b = saved.get(key), current.get(key)
+        if isinstance(b, (tuple,)):
+            b = list(b)
+        if a != b and not (key not in saved or key not in current):
+            raise UserError(f"--resume: --{key} was {a!r} in the run in {out}, now {b!r}; resume with the same "
+                            "command (only evaluation, logging and I/O flags may differ)")
+    if (out / "complete.json").is_file():
+        return "finished"
+    return "resume"
+
+
+def check_same_inputs(args):
+    """On resume the mask and weight file must be the very files the run started with."""
+    saved = (read_json(Path(args.output_dir) / "args.json") or {}).get("provenance") or {}
+    now = getattr(args, "provenance", None) or {}
+    for what in ("mask", "weight_pertub"):
+        a, b = (saved.get(what) or {}).get("sha256"), (now.get(what) or {}).get("sha256")
+        if a != b:
+            raise UserError(f"--resume: the {what} file changed since the run started (sha256 {str(a)[:12]} "
+                            f"then, {str(b)[:12]} now)")
+
+
+def elapsed_since(started):
+    return time.time() - started
