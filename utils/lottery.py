@@ -123,12 +123,9 @@ class FinishedRun:
 def begin(args):
     """``--resume`` checks (before anything is written), then :func:`open_run`. Returns a
     :class:`FinishedRun` when the run had already ended, else None."""
-    from utils.errors import UserError
     from utils.resume import check_resumable
 
     if getattr(args, "resume", False):
-        if args.world_size > 1:
-            raise UserError("--resume under torchrun is not supported yet: resume in one process")
         if check_resumable(args) == "finished":
             return FinishedRun(args)
     open_run(args)

@@ -9,7 +9,8 @@ generator at the start of the epoch), the position in the epoch, the results so 
 IMP runner's pruning-event counter.
 
 ``--resume`` reloads it; the run then ends with exactly the result of an uninterrupted run
-(bit for bit on CPU, with ``--num_workers 0``). The flags in :data:`MAY_DIFFER` may change on
+(bit for bit on CPU, with ``--num_workers 0``). Under torchrun every rank takes part: rank 0
+writes the state with every rank's RNG states, and every rank resumes from it. The flags in :data:`MAY_DIFFER` may change on
 resume; any other difference with the run's ``args.json`` is refused, naming the flag.
 
 Two deterministic fault-injection points serve the tests: ``BERT_TICKETS_KILL_AT_STEP=k``

@@ -401,7 +401,7 @@ class Trainer:
         """``--checkpoint_steps N``: every N updates; 0 (default): after every pruning event when
         there are any (IMP), else at the end of every epoch; -1: never."""
         every = getattr(self.args, "checkpoint_steps", 0)
-        if every < 0 or not is_main(self.args) or self.args.world_size > 1:
+        if every < 0:  # the same answer on every rank: all of them take part in saving
             return False
         if every > 0:
             return self.global_step % every == 0
@@ -429,10 +429,25 @@ class Trainer:
                 "extra": {name: get() for name, (get, _) in self.state_hooks.items()}}
 
     def save_state(self):
-        from utils.resume import save_state
+        """Rank 0 writes the state; under torchrun it carries every rank's RNG states."""
+        from utils.resume import rng_states, save_state
 
         self.write_results()
-        save_state(self.args, self.state())
+        per_rank = [rng_states()]
+        if self.args.world_size > 1:
+            import torch.distributed as dist
+
+            gathered = [None] * self.args.world_size if is_main(self.args) else None
+            dist.gather_object(per_rank[0], gathered, dst=0)
+            per_rank = gathered
+        if is_main(self.args):
+            state = self.state()
+            state["rng_per_rank"] = per_rank
+            save_state(self.args, state)
+        if self.args.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()  # no rank runs ahead of a state being written
 
     def resume_from(self, state):
         """Load a saved state: masks, weights, optimizer, schedule, scaler, counters, results;
@@ -450,7 +465,8 @@ class Trainer:
         if self.scaler is not None and state["scaler"] is not None:
             self.scaler.load_state_dict(state["scaler"])
         self.global_step, self.epoch, self.skip = state["global_step"], state["epoch"], state["batches_done"]
-        self.resume_gen, self.pending_rng = state["epoch_gen_state"], state["rng"]
+        self.resume_gen = state["epoch_gen_state"]
+        self.pending_rng = state["rng_per_rank"][getattr(self.args, "rank", 0)]
         self.results, self.record = state["results"], state["record"]
         self.total_loss, self.logged_loss = state["total_loss"], state["logged_loss"]
         self.started = time.time() - state["elapsed"]
