@@ -58,6 +58,9 @@ _run_one() {  # index total
     echo "$label: finished, skipped ($marker)"
     return 0
   fi
+  if [ -f "$(dirname "$marker")/resume/state.pt" ] || [ -f "$(dirname "$marker")/resume/state.prev.pt" ]; then
+    cmd="$cmd --resume"  # a killed run continues from its latest state
+  fi
   if [ "$DRY_RUN" = 1 ]; then
     echo "$label: $cmd"
     return 0

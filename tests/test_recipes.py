@@ -70,6 +70,12 @@ def test_glue_dry_run_commands(glue_root):
     assert any(r.startswith("run ") and "finished, skipped" in r and "dense_s2" in r for r in runs)
     ticket60 = next(r for r in runs if "imp_no_pooler_60_s1" in r)
     assert f"--mask_dir {imp_dir}/checkpoint-99/mask.pt" in ticket60
+    # a killed run that left a resumable state continues with --resume
+    (imp_dir / "resume").mkdir()
+    (imp_dir / "resume" / "state.pt").write_text("")
+    runs = lines_of(recipe("glue_tickets.sh", env, "--dry-run").stdout)
+    imp = next(r for r in runs if "LT_glue.py" in r)
+    assert imp.endswith("--resume") and sum("--resume" in r for r in runs) == 1
 
 
 def test_torchrun_and_bad_profile(glue_root):
