@@ -78,6 +78,18 @@ def runs(tmp_path):
     return r
 
 
+def test_constant_prediction_counts_zero(tmp_path):
+    r = tmp_path / "runs"
+    for seed, s in ((1, 80.0), (2, 84.0)):
+        write_run(r / f"d{seed}", "sts-b", s, seed=seed)
+    write_run(r / "t", "sts-b", float("nan"), mask=imp_mask("sts-b", 50.0))
+    finished, _ = collect(r)
+    assert [x["score"] for x in finished if x["path"] == "t"] == [0.0]
+    text = report.main([str(r), "--out", str(tmp_path / "o"), "--no_figures"])
+    assert "1 run(s) predicted a constant on every dev row" in text and ": t." in text
+    assert "| 50% | 0.0 |" in text
+
+
 def test_mean_and_sample_std():
     assert mean_std([80, 84, 82]) == (82.0, 2.0, 3)
     m, s, n = mean_std([85, 86])

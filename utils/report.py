@@ -79,6 +79,9 @@ def classify(args, results, complete, mask_index=None):
     head = complete.get("headline")
     if head:
         run["score"], run["metric"] = head.get("value"), head.get("metric")
+        if run["score"] is not None and math.isnan(run["score"]):
+            # a constant prediction: Pearson/Matthews undefined, counted 0 like the trivial baseline
+            run["score"], run["undefined"] = 0.0, True
     if kind == "imp":
         run.update(method="imp_search", source=task, set=results.get("prunable_set", args.get("prunable_set", "paper")),
                    sparsity=None, evaluations=results.get("evaluations", []))
@@ -299,6 +302,10 @@ def render(finished, unfinished, transfer_sparsity=70):
         out += ["", "n=1: one dense seed, no standard deviation; the paper's rule falls back to ≥ mean."]
     if any(r["full_n"] == 0 for r in t2):
         out += ["", "A task without a finished dense run has no matching sparsity (missing: full model)."]
+    constant = sorted(r["path"] for r in finished if r.get("undefined"))
+    if constant:
+        out += ["", f"{len(constant)} run(s) predicted a constant on every dev row (the metric is undefined "
+                "there; counted 0, as the trivial baseline): " + ", ".join(constant) + "."]
 
     # IMP curves
     cv = curves(summary)
