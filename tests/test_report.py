@@ -112,6 +112,7 @@ def test_table2_rules(runs):
     assert sts["baseline"] == 0.0 and sts["metric"] == "pearson" and sts["set"] == "no_pooler"
     mrpc = rows["mrpc"]
     assert mrpc["paper_sparsity"] is None and mrpc["strict_sparsity"] is None and mrpc["paper_ticket"] is None
+    assert (mrpc["shown_at"], mrpc["ticket_shown"]) == (50, 80.0)
     assert mrpc["baseline"] == 68.4
     cola = rows["cola"]
     assert (cola["paper_sparsity"], cola["paper_all_lower"], cola["strict_sparsity"]) == (60, False, None)
@@ -143,7 +144,7 @@ def test_markdown_and_csv(runs, tmp_path, capsys):
     assert "each run's final evaluation" in text
     assert ("| STS-B (Pearson) | no_pooler | 0.0 | 82.0 ± 2.0 (n=3) | 60% | yes | 81.0 | 32.0 ± 2.8 | "
             "10.0 | — | 40.0 | 50% | 83.0 |") in text
-    assert "| MRPC (acc) | no_pooler | 68.4 | 85.5 ± 0.7 (n=2) | none | — | — | — | — | — | — | none | — |" in text
+    assert "| MRPC (acc) | no_pooler | 68.4 | 85.5 ± 0.7 (n=2) | none | — | at 50%: 80.0 | — | — | — | — | none | — |" in text
     assert "| CoLA (Matthews) | no_pooler | 0.0 | 52.0 ± 2.0 (n=3) | 60% | no | 51.0 |" in text
     assert "| STS-B | missing | 85.0 * | 79.5 |" in text  # transfer row of the STS-B ticket
     assert "- transfer OMP → MRPC" in text and "- transfer MRPC → MRPC" in text
@@ -152,7 +153,7 @@ def test_markdown_and_csv(runs, tmp_path, capsys):
     with open(out / "table2.csv") as f:
         rows = {r["task"]: r for r in csv.DictReader(f)}
     assert rows["sts-b"]["matching_sparsity"] == "60" and rows["sts-b"]["full_std"] == "2.0"
-    assert rows["mrpc"]["matching_sparsity"] == ""
+    assert rows["mrpc"]["matching_sparsity"] == "" and rows["mrpc"]["scores_at"] == "50" and rows["mrpc"]["ticket"] == "80.0"
     assert (out / "report.md").read_text() == text
 
 
