@@ -13,6 +13,8 @@ Figures (``--only`` picks some):
   (target >= 1.4x at the same dev acc/f1).
 * ``mixed_precision``: bf16 (and on CUDA fp16) autocast step / fp32 step, BERT-base shape.
 * ``report_speed``: ``report.py`` over 1,000 generated run folders (target < 10 s).
+* ``state_write``: a resumable state (weights, masks, AdamW, RNGs) against the weights alone
+  with safetensors (target: >= 80 % of its MB/s; training waits no longer than that write).
 
 Each figure lives in ``scripts/benchmarks/<figure>.py`` (``figure_<figure>(opts)`` returns its
 records); what they share (shapes, trainers, timing, records) is in
@@ -57,9 +59,11 @@ from scripts.benchmarks.masked_step import figure_masked_step  # noqa: E402
 from scripts.benchmarks.mixed_precision import figure_mixed_precision  # noqa: E402
 from scripts.benchmarks.prune_speed import _memory_probe_main, figure_prune_speed  # noqa: E402
 from scripts.benchmarks.report_speed import figure_report_speed  # noqa: E402
+from scripts.benchmarks.state_write import figure_state_write  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 
-FIGURES = ("masked_step", "prune_speed", "mask_size", "glue_padding", "mixed_precision", "report_speed")
+FIGURES = ("masked_step", "prune_speed", "mask_size", "glue_padding", "mixed_precision", "report_speed",
+           "state_write")
 
 
 def figure_glue_padding(opts):
@@ -70,7 +74,8 @@ def figure_glue_padding(opts):
 
 RUNNERS = {"masked_step": figure_masked_step, "prune_speed": figure_prune_speed,
            "mask_size": figure_mask_size, "glue_padding": figure_glue_padding,
-           "mixed_precision": figure_mixed_precision, "report_speed": figure_report_speed}
+           "mixed_precision": figure_mixed_precision, "report_speed": figure_report_speed,
+           "state_write": figure_state_write}
 
 
 def parse_args(argv=None):

@@ -12,7 +12,7 @@ from utils.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "scripts" / "bench.py"
-FIGURES = {"masked_step", "prune_speed", "mask_size", "glue_padding", "mixed_precision", "report_speed"}
+FIGURES = {"masked_step", "prune_speed", "mask_size", "glue_padding", "mixed_precision", "report_speed", "state_write"}
 PRUNE_SMALL = 4 * (4 * 64 * 64 + 2 * 64 * 256) + 64 * 64  # 4 layers, hidden 64, inter 256, pooler
 
 
@@ -45,7 +45,8 @@ def ratios(obj, path=""):
 def test_all_figures_once_each_with_machine_info(quick):
     by_figure, lines = quick
     assert [rec["figure"] for rec in lines] == [
-        "masked_step", "prune_speed", "mask_size", "glue_padding", "mixed_precision", "report_speed"]
+        "masked_step", "prune_speed", "mask_size", "glue_padding", "mixed_precision", "report_speed",
+        "state_write"]
     assert set(by_figure) == FIGURES
     for rec in lines:
         assert rec["quick"] is True
@@ -150,10 +151,17 @@ def test_bad_flag_exits_2_with_one_line():
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [
         "error: --only: unknown figure 'speed' (choose from masked_step, prune_speed, mask_size, "
-        "glue_padding, mixed_precision, report_speed)"]
+        "glue_padding, mixed_precision, report_speed, state_write)"]
 
 
 def test_report_speed_reads_every_generated_run(quick):
     rec = quick[0]["report_speed"]
     assert rec["runs"] == 50 and rec["finished"] == 49  # run 5 of every 97 is left unfinished
     assert rec["figures"] >= 10 and rec["seconds"]["tables_only"] > 0 and rec["meets_target"] is True
+
+
+def test_state_write_measures_three_writes(quick):
+    rec = quick[0]["state_write"]
+    assert rec["mb"]["state"] > rec["mb"]["weights"] > 0  # the state adds masks and AdamW's moments
+    assert set(rec["seconds"]) == {"weights_only", "state_sync", "training_waits"}
+    assert rec["ratio"] > 0 and rec["wait_ratio"] > 0 and isinstance(rec["meets_target"], bool)

@@ -107,11 +107,15 @@ def test_imp_sidecar_and_completion_marker(tiny_bert_dir, tmp_path, record_index
 def test_marker_removed_when_a_run_restarts(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    (out / "complete.json").write_text("{}")
-    (out / "results.json").write_text("{}")
-    args = type("A", (), {"output_dir": str(out), "do_train": True, "overwrite_output_dir": True})()
-    prepare_output_dir(args)
-    assert not (out / "complete.json").exists() and (out / "results.json").exists()
+    for name in ("complete.json", "results.json", "notes.txt"):
+        (out / name).write_text("{}")
+    (out / "checkpoint-9").mkdir()
+    args = type("A", (), {"output_dir": str(out), "do_train": True, "overwrite_output_dir": True, "resume": True})()
+    prepare_output_dir(args)  # --resume keeps the folder, but a finished-looking marker goes
+    assert not (out / "complete.json").exists() and (out / "results.json").exists() and (out / "checkpoint-9").is_dir()
+    args.resume = False
+    prepare_output_dir(args)  # a fresh run clears what an earlier run wrote, and only that
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 
 def test_loaded_mask_and_weights_recorded_in_args(tiny_bert_dir, tmp_path, capsys):

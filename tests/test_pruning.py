@@ -313,9 +313,9 @@ def _mask_of(model):
     ("extra", "1 extra key"),
     ("shape", "has shape"),
     ("values", "values other than 0 and 1"),
-    ("notmask", "is not a mask file"),
-    ("notdict", "is not a mask file"),
-    ("garbage", "is not a mask file"),
+    ("notmask", "is not a *.weight_mask tensor"),
+    ("notdict", "is not a dict of tensors"),
+    ("garbage", "is not readable"),
     ("absent", "not found"),
 ])
 def test_bad_mask_files(tmp_path, case, message):

@@ -79,3 +79,33 @@ def read_json(path, default=None):
             return json.load(f)
     except (OSError, ValueError):
         return default
+
+
+def load_tensor_dict(path, what):
+    """A dict of tensors saved with ``torch.save`` (loaded with ``weights_only=True``, onto the
+    CPU) or as safetensors. ``what`` names the file in errors, e.g. ``"mask file"``: a missing,
+    empty, truncated or foreign file raises :class:`utils.errors.UserError` in one line."""
+    from pathlib import Path
+
+    import torch
+
+    from utils.errors import UserError, first_line
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} {path} not found")
+    if path.stat().st_size == 0:
+        raise UserError(f"{what} {path} is empty (0 bytes)")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            data = load_file(str(path))
+        else:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # not a torch file, truncated, or a pickle of arbitrary objects
+        raise UserError(f"{what} {path} is not readable (not a torch.save or safetensors file, or truncated "
+                        f"or damaged: {first_line(err, 120)})") from None
+    if not isinstance(data, dict) or not data or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise UserError(f"{what} {path} is not a dict of tensors")
+    return data

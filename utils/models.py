@@ -141,15 +141,10 @@ def load_weight_file(model, path):
     """``--weight_pertub``: overwrite model tensors with a partial state dict (e.g. shuffled
     layers). Every key must exist in the model with the same shape (the original loaded it
     strictly). Call before masks are attached. Returns the number of tensors replaced."""
+    from utils.io import load_tensor_dict
+
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"--weight_pertub file {path} not found")
-    try:
-        weights = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise UserError(f"--weight_pertub {path} is not a weight file: {first_line(err, 160)}") from None
-    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
-        raise UserError(f"--weight_pertub {path} is not a dict of tensors")
+    weights = load_tensor_dict(path, "--weight_pertub file")
     state = model.state_dict()
     for key, value in weights.items():
         if key not in state:

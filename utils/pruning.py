@@ -33,8 +33,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from utils.errors import UserError, first_line
-from utils.io import atomic_write, write_json  # noqa: F401  (re-exported for older imports)
+from utils.errors import UserError
+from utils.io import atomic_write, load_tensor_dict, write_json  # noqa: F401  (re-exported for older imports)
 
 MASK_SUFFIX = ".weight_mask"
 POOLER = "bert.pooler.dense"
@@ -578,20 +578,10 @@ def load_mask(path, model=None):
     mask fits any other head's model. Problems raise :class:`UserError` naming the file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"mask file {path} not found")
-    if path.stat().st_size == 0:
-        raise UserError(f"{path} is empty (0 bytes): not a mask file")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # not a torch file, truncated, or a pickle of arbitrary objects
-        raise UserError(f"{path} is not a mask file (not a torch.save file, or truncated or damaged: "
-                        f"{first_line(err, 120)})") from None
-    if not isinstance(data, dict) or not data:
-        raise UserError(f"{path} is not a mask file: expected a dict of *.weight_mask tensors")
+    data = load_tensor_dict(path, "mask file")
     bad = [k for k, v in data.items() if not isinstance(v, torch.Tensor) or not str(k).endswith(MASK_SUFFIX)]
     if bad:
-        raise UserError(f"{path} is not a mask file: entry {bad[0]!r} is not a *.weight_mask tensor")
+        raise UserError(f"mask file {path}: entry {bad[0]!r} is not a *.weight_mask tensor")
     masks = {}
     for key, value in data.items():
         if value.dtype != torch.bool:

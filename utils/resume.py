@@ -1,6 +1,7 @@
 """Resumable training state: what a killed run needs to continue exactly where it stopped.
 
-A state is written atomically to ``<output_dir>/resume/state.pt`` every ``--checkpoint_steps``
+A state is written atomically to ``<output_dir>/resume/state.pt`` (a safetensors file: the
+tensors in its body, the rest pickled into its header) every ``--checkpoint_steps``
 updates (default: after every pruning event for IMP, at the end of every epoch for the
 fine-tuning scripts); the state before it is kept as ``state.prev.pt``, so a damaged latest
 state falls back to the previous one. It holds the weights and masks, AdamW's moments, the
@@ -43,10 +44,13 @@ def state_dir(args):
     return Path(args.output_dir) / "resume"
 
 
-def kill_at_step(step):
-    """Fault injection for tests: SIGKILL this process right after update ``step``."""
+def kill_at_step(step, before=None):
+    """Fault injection for tests: SIGKILL this process right after update ``step`` (after
+    ``before()``, e.g. waiting for a state being written, so the kill point is deterministic)."""
     target = os.environ.get("BERT_TICKETS_KILL_AT_STEP")
     if target is not None and int(target) == step:
+        if before is not None:
+            before()
         sys.stdout.flush()
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -66,17 +70,62 @@ def set_rng_states(states):
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def _split(obj, tensors):
+    """Replace every tensor in ``obj`` by a placeholder, collecting the tensors (contiguous, CPU)."""
+    if isinstance(obj, torch.Tensor):
+        key = str(len(tensors))
+        tensors[key] = obj.detach().cpu().contiguous()
+        return {"__tensor__": key}
+    if isinstance(obj, dict):
+        return {k: _split(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_split(v, tensors) for v in obj)
+    return obj
+
+
+def _join(obj, tensors):
+    if isinstance(obj, dict):
+        if set(obj) == {"__tensor__"}:
+            return tensors[obj["__tensor__"]]
+        return {k: _join(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_join(v, tensors) for v in obj)
+    return obj
+
+
 def save_state(args, state):
-    """Write ``state`` as the latest state; the one before becomes the previous state."""
+    """Write ``state`` as the latest state (one safetensors file: every tensor in its body, the
+    rest pickled into its header); the state before it becomes the previous state."""
+    import base64
+    import pickle
+
+    from safetensors.torch import save_file
+
     folder = state_dir(args)
     folder.mkdir(parents=True, exist_ok=True)
     latest, previous = folder / STATE, folder / PREVIOUS
+    tensors = {}
+    meta = _split(state, tensors)
+    header = {"bert_tickets_state": base64.b64encode(pickle.dumps(meta)).decode("ascii")}
 
     def write(tmp):
-        torch.save(state, tmp)
+        save_file(tensors, tmp, metadata=header)
         if latest.exists():  # keep the last good state until the new one is complete
             os.replace(latest, previous)
     atomic_write(latest, write)
+
+
+def read_state(path):
+    """A state written by :func:`save_state` (our own file: its header is unpickled)."""
+    import base64
+    import pickle
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), "pt") as f:
+        meta = pickle.loads(base64.b64decode(f.metadata()["bert_tickets_state"]))
+    return _join(meta, load_file(str(path)))
 
 
 def load_state(args):
@@ -88,7 +137,7 @@ def load_state(args):
         if not path.is_file():
             continue
         try:
-            state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: RNG tuples
+            state = read_state(path)
             if errors:
                 print(f"warning: {errors[-1]}; resuming from the previous state {path}", file=sys.stderr)
             return state

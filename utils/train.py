@@ -15,6 +15,7 @@ exactly ``--max_steps`` updates (the original made one more), ``--max_steps`` al
 ``t_total``, step counting starts at 0 in every script (the SQuAD scripts started at 1), and
 TensorBoard files go to ``<output_dir>/runs`` instead of ``./runs``.
 """
+import copy
 import json
 import math
 import os
@@ -187,6 +188,42 @@ def plain(obj):
     if isinstance(obj, (torch.Tensor, np.generic, np.ndarray)):
         return obj.item() if getattr(obj, "size", 1) in (1, ()) or obj.ndim == 0 else obj.tolist()
     return obj
+
+
+def _cpu_copy(obj):
+    """A deep copy with every tensor cloned to the CPU (AdamW's moments change at the next step)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu_copy(v) for v in obj)
+    return copy.deepcopy(obj)
+
+
+class StateWriter:
+    """Writes a resumable state in a background thread, so training waits only for the in-memory
+    copy (scripts/bench.py --only state_write measures both)."""
+
+    def __init__(self, args, state):
+        import threading
+
+        from utils.resume import save_state
+
+        self.error = None
+
+        def run():
+            try:
+                save_state(args, state)
+            except BaseException as err:  # surfaced by join()
+                self.error = err
+        self.thread = threading.Thread(target=run, name="state-writer", daemon=False)
+        self.thread.start()
+
+    def join(self):
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 # --- the loop ----------------------------------------------------------------------------
@@ -386,11 +423,12 @@ class Trainer:
                     break
                 if self.checkpoint_due(pruned):
                     self.save_state()
-                kill_at_step(self.global_step)
+                kill_at_step(self.global_step, before=self.wait_for_state)
             if stop:
                 break
             self.batches_done = 0
         bar.close()
+        self.wait_for_state()
         if self.writer is not None:
             self.writer.flush()
         self.write_results()
@@ -420,8 +458,10 @@ class Trainer:
             gen_state = self.gen.get_state() if self.gen is not None else None
         model = unwrap(self.model)
         return {"global_step": self.global_step, "epoch": epoch, "batches_done": done,
-                "epoch_gen_state": gen_state, "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-                "mask_impl": masking_impl(model), "optimizer": self.optimizer.state_dict(),
+                "epoch_gen_state": gen_state,
+                "model": {k: (v.detach().to("cpu", torch.bool) if k.endswith(".weight_mask") else v.detach().cpu().clone())
+                          for k, v in model.state_dict().items()},  # masks as bool: 4x smaller
+                "mask_impl": masking_impl(model), "optimizer": _cpu_copy(self.optimizer.state_dict()),
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler else None, "rng": rng_states(),
                 "results": self.results, "record": self.record, "elapsed": time.time() - self.started,
@@ -430,7 +470,7 @@ class Trainer:
 
     def save_state(self):
         """Rank 0 writes the state; under torchrun it carries every rank's RNG states."""
-        from utils.resume import rng_states, save_state
+        from utils.resume import rng_states
 
         self.write_results()
         per_rank = [rng_states()]
@@ -441,13 +481,21 @@ class Trainer:
             dist.gather_object(per_rank[0], gathered, dst=0)
             per_rank = gathered
         if is_main(self.args):
-            state = self.state()
+            state = self.state()  # a CPU copy: training may go on while it is written
             state["rng_per_rank"] = per_rank
-            save_state(self.args, state)
+            self.wait_for_state()
+            self.state_writer = StateWriter(self.args, state)
         if self.args.world_size > 1:
             import torch.distributed as dist
 
-            dist.barrier()  # no rank runs ahead of a state being written
+            dist.barrier()  # every rank has handed over its RNG state
+
+    def wait_for_state(self):
+        """Block until the state being written in the background is on disk (re-raises its error)."""
+        writer = getattr(self, "state_writer", None)
+        if writer is not None:
+            writer.join()
+            self.state_writer = None
 
     def resume_from(self, state):
         """Load a saved state: masks, weights, optimizer, schedule, scaler, counters, results;
@@ -458,7 +506,8 @@ class Trainer:
         masks = {k: v for k, v in state["model"].items() if k.endswith(".weight_mask")}
         if masks:
             apply_masks(model, masks, state["mask_impl"] or "plain")
-        model.load_state_dict(state["model"])
+        current = model.state_dict()
+        model.load_state_dict({k: v.to(current[k].dtype) if k in masks else v for k, v in state["model"].items()})
         self.reset_optimizer()  # parameter groups and gradient masking of the masked model
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -1,0 +1,61 @@
+"""Figure ``state_write``: writing a resumable training state against writing the weights alone.
+
+A BERT-base-shaped model (``--quick``: 2 layers, 64 wide) with a 50 % mask takes one real
+``utils.train.Trainer`` step, so AdamW holds both moments. Then, each ``--prune_repeats``
+times: the effective weights alone written with safetensors; the whole state written
+synchronously (``utils.resume.save_state``: weights, masks, AdamW, schedule, RNGs); and the
+time training waits for ``Trainer.save_state``, which copies the state in memory and writes it
+in a background thread. Targets: the state's write throughput (MB/s) at least 80 % of the
+weights-only write's, and training waiting no longer than a weights-only write would take.
+"""
+import os
+import time
+from pathlib import Path
+
+from scripts.benchmarks.harness import (
+    SHAPES, base_record, build_model, log, make_trainer, median, random_batch, shape_dict, timed_step)
+
+
+def figure_state_write(opts):
+    from safetensors.torch import save_file
+
+    from utils.pruning import effective_state_dict, global_magnitude_prune
+    from utils.resume import STATE, save_state
+
+    shape = "tiny" if opts.quick else "bert-base"
+    log(f"state_write: {shape}")
+    model = build_model(shape, opts.seed)
+    global_magnitude_prune(model, 0.5)
+    batch = random_batch(2, 16, SHAPES[shape][4], opts.seed, opts.device)
+    trainer = make_trainer(model, batch, opts, 2)
+    timed_step(trainer, batch, opts.device)  # AdamW's moments exist from here on
+    out = Path(opts.tmp) / "state_write"
+    trainer.args.output_dir = str(out)
+    weights_s, state_s, wait_s = [], [], []
+    weights_path = out / "weights.safetensors"
+    out.mkdir(parents=True, exist_ok=True)
+    for _ in range(opts.prune_repeats):
+        weights = {k: v.detach().cpu().contiguous() for k, v in effective_state_dict(model).items()}
+        start = time.perf_counter()
+        save_file(weights, str(weights_path))
+        weights_s.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        save_state(trainer.args, trainer.state())
+        state_s.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        trainer.save_state()  # what training waits for: the in-memory copy, then a thread writes
+        wait_s.append(time.perf_counter() - start)
+        trainer.wait_for_state()
+    weights_mb = os.path.getsize(weights_path) / 1e6
+    state_mb = os.path.getsize(out / "resume" / STATE) / 1e6
+    w, s, wait = median(weights_s), median(state_s), median(wait_s)
+    throughput = {"weights_mb_s": weights_mb / w, "state_mb_s": state_mb / s}
+    ratio = throughput["state_mb_s"] / throughput["weights_mb_s"]
+    return [base_record(
+        "state_write", opts, model=shape_dict(shape), repeats=opts.prune_repeats,
+        mb={"weights": round(weights_mb, 1), "state": round(state_mb, 1)},
+        seconds={"weights_only": round(w, 3), "state_sync": round(s, 3), "training_waits": round(wait, 3)},
+        mb_per_s={k: round(v, 1) for k, v in throughput.items()}, ratio=ratio,
+        wait_ratio=wait / w,
+        target="state MB/s >= 0.8 x weights-only MB/s, and training waits <= a weights-only write",
+        meets_target=bool(ratio >= 0.8 and wait <= w))]
