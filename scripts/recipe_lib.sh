@@ -181,6 +181,23 @@ tickets_plan() {
   local SET seed sp method dir ticket
   for SET in $SETS; do
     dir=$out/imp_$SET
+    # an IMP record without its masks (copied from a slim record) must run again if a fine-tune
+    # still needs one of them
+    if [ -e "$dir/complete.json" ]; then
+      for sp in $SPARSITIES; do
+        ticket=$(ticket_mask "$dir" "$sp" "$($expect "$dir" "$sp")")
+        for method in $METHODS; do
+          case $method in imp|reinit|shuffled) ;; *) continue ;; esac
+          for seed in $MASK_SEEDS; do
+            if [ ! -e "$ticket" ] && [ ! -e "$out/${method}_${SET}_${sp}_s$seed/complete.json" ]; then
+              echo "note: $dir has no $ticket, which $out/${method}_${SET}_${sp}_s$seed needs: IMP runs again"
+              [ "$DRY_RUN" = 1 ] || rm -f "$dir/complete.json"
+              break 3
+            fi
+          done
+        done
+      done
+    fi
     add_run "$A" "$dir/complete.json" "$dir.log" \
       "$LAUNCH $imp_script $common --output_dir $dir $impf --prunable_set $SET --save_round_weights 0 --seed $IMP_SEED"
     n_imp=$((n_imp + 1))

@@ -161,3 +161,22 @@ def test_quickstart_without_data_says_what_to_pass(tmp_path):
     assert res.returncode == 2 and res.stdout == ""
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: quickstart needs") and "MODEL=" in lines[0] and "DATA=" in lines[0]
+
+
+def test_imp_record_without_masks_runs_again(glue_root):
+    out_dir = glue_root / "runs"
+    env = {"PROFILE": "small", "TASKS": "MRPC", "DATA": str(glue_root / "glue"), "MODEL": str(glue_root / "model"),
+           "OUT": str(out_dir)}
+    imp = out_dir / "mrpc" / "imp_no_pooler"
+    imp.mkdir(parents=True)
+    (imp / "complete.json").write_text("{}")  # a slim record: the marker without the mask files
+    res = recipe("glue_tickets.sh", env, "--dry-run")
+    assert "IMP runs again" in res.stdout
+    assert (imp / "complete.json").exists()  # a dry run changes nothing
+    for d in ("imp", "reinit"):  # once every fine-tune of the ticket is finished, IMP is not needed
+        for sp in (50, 60, 70):
+            (out_dir / "mrpc" / f"{d}_no_pooler_{sp}_s1").mkdir()
+            (out_dir / "mrpc" / f"{d}_no_pooler_{sp}_s1" / "complete.json").write_text("{}")
+    res = recipe("glue_tickets.sh", env, "--dry-run")
+    assert "IMP runs again" not in res.stdout
+    assert any("finished, skipped" in r and "imp_no_pooler/complete.json" in r for r in lines_of(res.stdout))

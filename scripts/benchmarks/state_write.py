@@ -31,7 +31,7 @@ def figure_state_write(opts):
     timed_step(trainer, batch, opts.device)  # AdamW's moments exist from here on
     out = Path(opts.tmp) / "state_write"
     trainer.args.output_dir = str(out)
-    weights_s, state_s, wait_s = [], [], []
+    weights_s, copy_s, state_s, wait_s = [], [], [], []
     weights_path = out / "weights.safetensors"
     out.mkdir(parents=True, exist_ok=True)
     for _ in range(opts.prune_repeats):
@@ -40,21 +40,26 @@ def figure_state_write(opts):
         save_file(weights, str(weights_path))
         weights_s.append(time.perf_counter() - start)
         start = time.perf_counter()
-        save_state(trainer.args, trainer.state())
+        state = trainer.state()  # the in-memory copy
+        copy_s.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        save_state(trainer.args, state)  # the file alone
         state_s.append(time.perf_counter() - start)
+        del state
         start = time.perf_counter()
         trainer.save_state()  # what training waits for: the in-memory copy, then a thread writes
         wait_s.append(time.perf_counter() - start)
         trainer.wait_for_state()
     weights_mb = os.path.getsize(weights_path) / 1e6
     state_mb = os.path.getsize(out / "resume" / STATE) / 1e6
-    w, s, wait = median(weights_s), median(state_s), median(wait_s)
+    w, c, s, wait = median(weights_s), median(copy_s), median(state_s), median(wait_s)
     throughput = {"weights_mb_s": weights_mb / w, "state_mb_s": state_mb / s}
     ratio = throughput["state_mb_s"] / throughput["weights_mb_s"]
     return [base_record(
         "state_write", opts, model=shape_dict(shape), repeats=opts.prune_repeats,
         mb={"weights": round(weights_mb, 1), "state": round(state_mb, 1)},
-        seconds={"weights_only": round(w, 3), "state_sync": round(s, 3), "training_waits": round(wait, 3)},
+        seconds={"weights_only": round(w, 3), "state_copy": round(c, 3), "state_write": round(s, 3),
+                 "training_waits": round(wait, 3)},
         mb_per_s={k: round(v, 1) for k, v in throughput.items()}, ratio=ratio,
         wait_ratio=wait / w,
         target="state MB/s >= 0.8 x weights-only MB/s, and training waits <= a weights-only write",
