@@ -61,8 +61,9 @@ def test_every_ratio_is_a_positive_finite_float(quick):
     _, lines = quick
     found = [(f"{rec['figure']}{p}", v) for rec in lines for p, v in ratios(rec)]
     cuda = lines[0]["machine"]["device"] == "cuda"
-    # masked_step 4 (2 + 2 paired), prune 3, mask 2, glue 1, mixed precision 2 (3 with fp16)
-    assert len(found) == 12 + cuda
+    # masked_step 4 (2 + 2 paired), prune 3, mask 2, glue 1, mixed precision 2 (3 with fp16),
+    # state_write 2 (throughput and wait)
+    assert len(found) == 14 + cuda
     for where, value in found:
         assert isinstance(value, float) and math.isfinite(value) and value > 0, where
 

@@ -313,7 +313,7 @@ def _mask_of(model):
     ("extra", "1 extra key"),
     ("shape", "has shape"),
     ("values", "values other than 0 and 1"),
-    ("notmask", "is not a *.weight_mask tensor"),
+    ("notmask", "weight_mask tensor"),
     ("notdict", "is not a dict of tensors"),
     ("garbage", "is not readable"),
     ("absent", "not found"),
