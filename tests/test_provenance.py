@@ -225,3 +225,14 @@ def test_same_seed_same_masks(tiny_bert_dir, tmp_path):
     ra = json.loads((tmp_path / "a" / "results.json").read_text())["evaluations"]
     rb = json.loads((tmp_path / "b" / "results.json").read_text())["evaluations"]
     assert ra == rb
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    from utils import io
+
+    write_json = io.write_json
+    write_json(tmp_path / "a.json", {"x": 1})
+    mode = (tmp_path / "a.json").stat().st_mode & 0o777
+    assert mode == 0o666 & ~io._UMASK  # what open() would give, not mkstemp's 0600
+    if not io._UMASK & 0o044:
+        assert mode & 0o044 == 0o044  # others can read results and masks

@@ -22,6 +22,7 @@ def atomic_write(path, write_fn):
         write_fn(tmp)
         if _kill_requested(path.name):  # fault injection (tests)
             _die_half_written(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -30,6 +31,15 @@ def atomic_write(path, write_fn):
 
 
 _WRITES = {}
+
+
+def _read_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once: os.umask is process-wide, and states are written from a thread
 
 
 def _kill_requested(name):
