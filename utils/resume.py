@@ -22,7 +22,6 @@ import os
 import random
 import signal
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -156,14 +155,12 @@ def check_resumable(args):
     saved = read_json(out / "args.json")
     if saved is None:
         raise UserError(f"--resume: {out} has no args.json: there is no run to resume there")
-    current = {k: v for k, v in vars(args).items()}
-    for key in sorted(set(saved) | set(current)):
-        if key in MAY_DIFFER or key in RUNTIME:
-            continue
-        a, b = saved.get(key), current.get(key)
-        if isinstance(b, (tuple,)):
+    current = vars(args)
+    for key in sorted(set(saved) & set(current) - MAY_DIFFER - RUNTIME):  # flags both runs have
+        a, b = saved[key], current[key]
+        if isinstance(b, tuple):
             b = list(b)
-        if a != b and not (key not in saved or key not in current):
+        if a != b:
             raise UserError(f"--resume: --{key} was {a!r} in the run in {out}, now {b!r}; resume with the same "
                             "command (only evaluation, logging and I/O flags may differ)")
     if (out / "complete.json").is_file():
@@ -180,7 +177,3 @@ def check_same_inputs(args):
         if a != b:
             raise UserError(f"--resume: the {what} file changed since the run started (sha256 {str(a)[:12]} "
                             f"then, {str(b)[:12]} now)")
-
-
-def elapsed_since(started):
-    return time.time() - started
