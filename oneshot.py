@@ -2,7 +2,9 @@
 
 ``--weight pre``: one-shot magnitude pruning (OMP) of the pre-trained weights.
 ``--weight rand``: magnitude pruning of freshly initialised weights, i.e. a uniformly random
-mask (the random-pruning baseline). Writes ``mask.pt`` (the original format: 73 keys for
+mask (the random-pruning baseline). ``--structure heads_ffn``: whole attention heads and FFN
+neurons instead of single weights (``pre``: lowest mean |w| first; ``rand``: removed uniformly
+at random, seeded by ``--seed``), the pooler dense, ``--rate`` of the encoder's weights. Writes ``mask.pt`` (the original format: 73 keys for
 BERT-base), its sparsity report ``mask_sparsity.json``, its provenance ``mask_provenance.json``
 and ``weight.pt`` (every other tensor,
 as the original) to ``--output_dir`` (default ``pretrain_prun/`` or ``random_prun/``).
@@ -15,12 +17,13 @@ from pathlib import Path
 
 import torch
 
-from utils.args import Parser, command_of
+from utils.args import Parser, add_structure_arg, command_of
 from utils.errors import run_cli
 from utils.io import atomic_write
 from utils.models import HEADS, load_model
 from utils.provenance import checkpoint_identity, environment, write_record
 from utils.pruning import PRUNABLE_SETS, effective_state_dict, format_sparsity, global_magnitude_prune, save_mask
+from utils.structured import structured_prune
 from utils.train import plain_args
 
 
@@ -39,9 +42,14 @@ def parse_args(argv=None):
     p.add_argument("--prunable_set", choices=PRUNABLE_SETS, default="paper",
                    help="paper: the 73 matrices incl. the pooler (original); no_pooler: leave the "
                         "pooler out (its mask stays all ones; --rate counts the rest)")
+    add_structure_arg(p)
     args = p.parse_args(argv)
     if not 0.0 <= args.rate <= 1.0:
         p.error(f"--rate must lie in [0, 1], got {args.rate}")
+    if args.structure == "heads_ffn":
+        if "--prunable_set" in args.argv and args.prunable_set == "paper":
+            p.error("--structure heads_ffn leaves the pooler dense: it cannot be combined with --prunable_set paper")
+        args.prunable_set = "no_pooler"
     return args
 
 
@@ -49,16 +57,20 @@ def main(argv=None):
     args = parse_args(argv)
     out = Path(args.output_dir or ("pretrain_prun" if args.weight == "pre" else "random_prun"))
     model = load_model(args.model, args.model_name_or_path, init=args.weight, seed=args.seed)
-    masks = global_magnitude_prune(model, args.rate, prunable_set=args.prunable_set)
+    if args.structure == "heads_ffn":
+        masks = structured_prune(model, args.rate, how="magnitude" if args.weight == "pre" else "random",
+                                 seed=args.seed)
+    else:
+        masks = global_magnitude_prune(model, args.rate, prunable_set=args.prunable_set)
     report = save_mask(out / "mask.pt", masks, model=model, fmt=args.mask_format,
-                       prunable_set=args.prunable_set)
+                       prunable_set=args.prunable_set, structure=args.structure)
     write_record(out / "mask.pt", {
-        "kind": "omp" if args.weight == "pre" else "random", "structure": "unstructured",
+        "kind": "omp" if args.weight == "pre" else "random", "structure": args.structure,
         "script": "oneshot.py", "command": command_of("oneshot.py", args), "task": None, "seed": args.seed,
         "weight": args.weight, "rate": args.rate, "prunable_set": args.prunable_set,
         "sparsity": report["prunable"]["sparsity"], "emptied": [e["key"] for e in report["emptied"]],
         "checkpoint": checkpoint_identity(args.model_name_or_path, model.config, init=args.weight),
-        "args": plain_args(args), "environment": environment()})
+        "structured": report.get("structure"), "args": plain_args(args), "environment": environment()})
     weights = {k: v.clone() for k, v in effective_state_dict(model).items()}
     atomic_write(out / "weight.pt", lambda tmp: torch.save(weights, tmp))
     print(f"zero rate {report['prunable']['sparsity']:.4f}")

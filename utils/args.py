@@ -148,8 +148,18 @@ def add_imp_args(p, rewind_default="pretrained"):
     a("--prunable_set", choices=("paper", "no_pooler"), default="paper",
       help="paper: the 73 matrices incl. the pooler (original); no_pooler: leave the pooler out of "
            "pruning (its mask key stays, all ones; sparsity counts the rest)")
+    add_structure_arg(p)
     a("--save_round_weights", type=int, default=1, choices=(0, 1),
       help="1: save each round's trained weights in checkpoint-<step>/ (as the original)")
+
+
+def add_structure_arg(p):
+    """``--structure`` (IMP scripts and oneshot.py)."""
+    p.add_argument("--structure", choices=("unstructured", "heads_ffn"), default="unstructured",
+                   help="unstructured: single weights (the paper's); heads_ffn: whole attention heads and "
+                        "FFN neurons, ranked by mean |w| per structure, every layer keeping one head; "
+                        "the pooler stays dense and sparsity counts the encoder (implies "
+                        "--prunable_set no_pooler)")
 
 
 def add_transfer_args(p):
@@ -160,6 +170,10 @@ def add_transfer_args(p):
     a("--mask_dir", default=None, help="mask.pt to apply and keep fixed (none: dense)")
     a("--weight_pertub", default=None,
       help="partial state dict (e.g. tmp/shuffle_weight.pt) loaded over the weights before masking")
+    a("--save_model", action="store_true",
+      help="at the end, write the fine-tuned model with its mask applied (effective weights, no mask "
+           "buffers), its config and the tokenizer to <output_dir>/model/: a --model_name_or_path for "
+           "any script, and the input of shrink.py")
 
 
 def data_cache_dir(args):

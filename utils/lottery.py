@@ -29,6 +29,7 @@ from utils.pruning import (
     unwrap,
     warn_emptied,
 )
+from utils.structured import check_structure, max_sparsity, structured_prune
 from utils.train import Trainer, plain_args, save_args, save_weights
 
 
@@ -64,20 +65,26 @@ class IMPRunner:
     def mask_record(self, trainer, step, report):
         """The provenance record of the mask written at this pruning event."""
         args = self.args
-        return {"kind": "imp", "structure": "unstructured", "script": trainer.results.get("script"),
+        rec = {"kind": "imp", "structure": args.structure, "script": trainer.results.get("script"),
                 "command": command_of(args.script.split()[0], args), "task": trainer.results.get("task"), "seed": args.seed,
                 "pruning_event": self.pruning_step, "imp_rounds": self.rounds, "step": step,
                 "prunable_set": args.prunable_set, "sparsity": report["prunable"]["sparsity"],
                 "sparsity_paper_set": model_sparsity(self.model),
                 "emptied": [e["key"] for e in report["emptied"]],
                 "checkpoint": self.identity, "args": plain_args(args)}
+        if "structure" in report:
+            rec["structured"] = report["structure"]
+        return rec
 
     def prune(self, trainer, step):
         """One pruning event: prune, rewind, save the mask, reset the optimizer."""
         args = self.args
-        amount = imp_amount(self.pruning_step, self.rounds)
-        masks = global_magnitude_prune(self.model, amount, impl=args.mask_impl,
-                                       prunable_set=args.prunable_set)
+        if args.structure == "heads_ffn":  # after k events, k/rounds of the encoder (to a unit)
+            masks = structured_prune(self.model, (self.pruning_step + 1) / self.rounds, impl=args.mask_impl)
+        else:
+            amount = imp_amount(self.pruning_step, self.rounds)
+            masks = global_magnitude_prune(self.model, amount, impl=args.mask_impl,
+                                           prunable_set=args.prunable_set)
         if args.world_size > 1:
             apply_masks(self.model, _broadcast_masks(args, masks), args.mask_impl)
         self.pruning_step += 1
@@ -88,7 +95,7 @@ class IMPRunner:
         report = None
         if trainer.args.rank == 0:
             report = save_mask(path, masks, model=unwrap(self.model), fmt=args.mask_format,
-                               prunable_set=args.prunable_set)
+                               prunable_set=args.prunable_set, structure=args.structure)
             record = write_record(path, self.mask_record(trainer, step, report), args.cache_dir or None)
             print(f"pruning event {self.pruning_step}/{self.rounds} at step {step}: "
                   f"zero_rate = {report['prunable']['sparsity']:.2f} -> {path}")
@@ -146,14 +153,14 @@ def restore(args, trainer):
 def run_imp(args, model, train_dataset, collate_fn, evaluate_fn, script, prune_first=False,
             results_extra=None):
     """Run IMP end to end; returns the :class:`Trainer` (its ``results`` hold everything)."""
-    check_imp_plan(args, len(train_dataset), prune_first)
+    structure_plan(args, model, check_imp_plan(args, len(train_dataset), prune_first))
     finished = begin(args)
     if finished is not None:
         return finished
     runner = IMPRunner(args, model)
     extra = {"kind": "imp", "rewind": args.rewind, "rewind_head": args.rewind_head,
              "round_schedule": args.round_schedule, "prunable_set": args.prunable_set,
-             **(results_extra or {})}
+             "structure": args.structure, **(results_extra or {})}
     trainer = Trainer(args, model, train_dataset, collate_fn, evaluate_fn, script=script,
                       on_save=runner.on_save, results_extra=extra)
     trainer.state_hooks["imp"] = (lambda: {"pruning_step": runner.pruning_step},
@@ -223,6 +230,10 @@ def run_transfer(args, model, initial_sparsity, train_dataset, collate_fn, evalu
         trainer.train()
     if final_eval and trainer.args.rank == 0 and evaluate_fn is not None:
         trainer.results["final"] = trainer.evaluate(tag="final")
+    if getattr(args, "save_model", False) and trainer.args.rank == 0:
+        from utils.shrink import save_finetuned
+
+        trainer.results["saved_model"] = str(save_finetuned(args, model))
     trainer.finish()
     return trainer
 
@@ -260,6 +271,27 @@ def open_run(args):
         import torch.distributed as dist
 
         dist.barrier()
+
+
+def structure_plan(args, model, events):
+    """``--structure heads_ffn``: the pooler stays dense (``--prunable_set no_pooler``; an
+    explicit ``--prunable_set paper`` conflicts), and the events beyond the one-head rule's
+    largest sparsity are announced."""
+    from utils.errors import UserError
+
+    args.structure = getattr(args, "structure", "unstructured")
+    if args.structure != "heads_ffn":
+        return
+    if "--prunable_set" in getattr(args, "argv", []) and args.prunable_set == "paper":
+        raise UserError("--structure heads_ffn leaves the pooler dense: it cannot be combined with "
+                        "--prunable_set paper")
+    args.prunable_set = check_structure(args.structure, args.prunable_set)
+    top = max_sparsity(unwrap(model))
+    capped = [k for k in range(1, events + 1) if k / args.imp_rounds > top + 1e-12]
+    if capped:
+        print(f"note: --structure heads_ffn: every layer keeps one head, so sparsity stops at "
+              f"{100 * top:.1f} % of the encoder; pruning event(s) {capped[0]}-{capped[-1]} of "
+              f"{args.imp_rounds} remove every remaining FFN neuron and all heads but one per layer")
 
 
 def check_imp_plan(args, n_train, prune_first=False):

@@ -532,6 +532,10 @@ def format_sparsity(report):
             f"prunable weights{which} in {report['matrices']} matrices")
     if "model" in report:
         line += f" ({report['model']['sparsity']:.2f}% of all {report['model']['total']:,} parameters)"
+    if "structure" in report:
+        st = report["structure"]
+        line += (f"; heads kept per layer {st['heads_kept']} of {st['heads_total'][0]}, FFN neurons kept "
+                 f"{st['neurons_kept']} of {st['neurons_total'][0]}")
     return line
 
 
@@ -552,12 +556,13 @@ def report_path(mask_path):
     return p.with_name(p.stem + "_sparsity.json")
 
 
-def save_mask(path, masks, model=None, fmt="bool", prunable_set="paper"):
+def save_mask(path, masks, model=None, fmt="bool", prunable_set="paper", structure="unstructured"):
     """Write a mask file (dict of mask key -> tensor, CPU) and its sparsity report beside it.
 
     ``fmt="bool"`` (default) stores 1 byte per entry; ``fmt="float"`` the original's float32
     0./1. tensors (4× larger). Both load here, in ``prune.custom_from_mask`` and in the
-    original code. Returns the sparsity report.
+    original code. ``structure="heads_ffn"`` (needs ``model``) adds the heads and FFN neurons
+    kept per layer to the report. Returns the sparsity report.
     """
     dtype = {"bool": torch.bool, "float": torch.float32}.get(fmt)
     if dtype is None:
@@ -565,6 +570,10 @@ def save_mask(path, masks, model=None, fmt="bool", prunable_set="paper"):
     data = {k: v.detach().to("cpu", dtype).contiguous() for k, v in masks.items()}
     atomic_write(path, lambda tmp: torch.save(data, tmp))
     report = sparsity_report(data, model, prunable_set)
+    if structure == "heads_ffn":
+        from utils.structured import head_size, structure_report
+
+        report["structure"] = structure_report(data, head_size(unwrap(model)))
     write_json(report_path(path), report)
     warn_emptied(report, path)
     return report

@@ -39,6 +39,15 @@ def task_label(task):
 
 # --- reading runs ---------------------------------------------------------------------------
 
+def mask_set(record):
+    """The set column of a mask's record: its prunable set (``paper``/``no_pooler``), or
+    ``heads_ffn`` for a structured mask (whole heads and neurons, the pooler dense)."""
+    record = record or {}
+    if record.get("structure") == "heads_ffn":
+        return "heads_ffn"
+    return record.get("prunable_set", "paper")
+
+
 def find_run_dirs(root):
     """Every folder under ``root`` holding an ``args.json`` (checkpoint folders never do)."""
     return sorted({p.parent for p in Path(root).rglob("args.json")})
@@ -58,6 +67,7 @@ def _mask_index(root, run_dirs, args_by_dir, results_by_dir):
             if m.get("sha256") and m["sha256"] not in index:
                 index[m["sha256"]] = {"kind": "imp", "task": res.get("task"), "sparsity": m.get("sparsity"),
                                       "prunable_set": res.get("prunable_set", "paper"),
+                                      "structure": res.get("structure", "unstructured"),
                                       "pruning_event": m.get("pruning_event"), "step": m.get("step")}
     return index
 
@@ -83,7 +93,7 @@ def classify(args, results, complete, mask_index=None):
             # a constant prediction: Pearson/Matthews undefined, counted 0 like the trivial baseline
             run["score"], run["undefined"] = 0.0, True
     if kind == "imp":
-        run.update(method="imp_search", source=task, set=results.get("prunable_set", args.get("prunable_set", "paper")),
+        run.update(method="imp_search", source=task, set=mask_set({**args, **results}),
                    sparsity=None, evaluations=results.get("evaluations", []))
         return run
     prov = args.get("provenance") or {}
@@ -109,7 +119,7 @@ def classify(args, results, complete, mask_index=None):
     else:
         method = "other"
     run.update(method=method, source=str(source).lower() if source else None,
-               set=record.get("prunable_set", "paper"), sparsity=record.get("sparsity"),
+               set=mask_set(record), sparsity=record.get("sparsity"),
                structure=record.get("structure", "unstructured"))
     return run
 
@@ -280,7 +290,8 @@ def render(finished, unfinished, transfer_sparsity=70):
     t2 = table2(summary)
     out = [f"# Lottery-ticket report ({len(finished)} finished runs, {len(unfinished)} unfinished)", "",
            FINAL_NOTE, "Matching (paper): ticket ≥ full mean − 1 sample std; strict: ticket ≥ full mean. "
-           "Sparsity over the prunable set named in `set`.", ""]
+           "Sparsity over the prunable set named in `set` (`heads_ffn`: structured masks of whole "
+           "attention heads and FFN neurons, sparsity over the encoder, the pooler dense).", ""]
     header = ["task (metric)", "set", "trivial baseline", "full model (n)", "matching sparsity",
               "all lower match", "IMP ticket", "random pruning", "random re-init", "OMP", "shuffled",
               "strict sparsity", "ticket (strict)"]
