@@ -20,7 +20,8 @@
 #   IMP_SEED     seed of the IMP run    [57, the paper's]
 #   SPARSITIES   percent, multiples of 10 [profile]
 #   METHODS      of: imp random omp reinit shuffled [profile]
-#   SETS         prunable sets: paper (with the pooler, as the paper) and/or no_pooler [profile]
+#   SETS         prunable sets: paper (with the pooler, as the paper) and/or no_pooler [profile];
+#                heads_ffn: structured tickets (whole heads and FFN neurons, the pooler dense)
 #   NGPU         GPUs per run; > 1 runs every training script under torchrun [0]
 #   JOBS         runs side by side (CPU: each gets nproc/JOBS threads) [1]
 #   EXTRA        extra flags for every training run ["" ]

@@ -118,6 +118,16 @@ print(prunable, w.stat().st_size if w.is_file() else 4 * 110_000_000)
 EOF
 }
 
+# The pruning flags of a set: paper / no_pooler (unstructured, --prunable_set) or heads_ffn
+# (structured: whole heads and FFN neurons, the pooler dense).
+set_flags() {
+  case $1 in
+    heads_ffn) echo "--structure heads_ffn" ;;
+    paper|no_pooler) echo "--prunable_set $1" ;;
+    *) echo "error: unknown set '$1' in SETS (paper no_pooler heads_ffn)" >&2; return 2 ;;
+  esac
+}
+
 # Random and OMP masks at every sparsity and prunable set (they do not depend on the task) and
 # the layer-shuffled weights, as stage-1 runs. Uses OUT, SETS, SPARSITIES, METHODS, MODEL,
 # IMP_SEED; counts the masks in n_oneshot. $1: the head to build (glue | squad | pretrain).
@@ -132,7 +142,7 @@ oneshot_masks() {
         dir=$OUT/masks/${kind}_${SET}_$sp
         add_run 1 "$dir/mask_provenance.json" "$dir.log" \
           "$PYTHON oneshot.py --weight $weight --model $1 --rate $rate --model_name_or_path $MODEL" \
-          "--output_dir $dir --prunable_set $SET --seed $IMP_SEED"
+          "--output_dir $dir $(set_flags "$SET") --seed $IMP_SEED"
         n_oneshot=$((n_oneshot + 1))
       done
     done
@@ -179,6 +189,7 @@ EOF
 tickets_plan() {
   local out=$1 imp_script=$2 ft_script=$3 common=$4 impf=$5 ftf=$6 expect=$7
   local SET seed sp method dir ticket
+  for SET in $SETS; do set_flags "$SET" > /dev/null || exit 2; done
   for SET in $SETS; do
     dir=$out/imp_$SET
     # an IMP record without its masks (copied from a slim record) must run again if a fine-tune
@@ -199,7 +210,7 @@ tickets_plan() {
       done
     fi
     add_run "$A" "$dir/complete.json" "$dir.log" \
-      "$LAUNCH $imp_script $common --output_dir $dir $impf --prunable_set $SET --save_round_weights 0 --seed $IMP_SEED"
+      "$LAUNCH $imp_script $common --output_dir $dir $impf $(set_flags "$SET") --save_round_weights 0 --seed $IMP_SEED"
     n_imp=$((n_imp + 1))
   done
   for seed in $SEEDS; do

@@ -2,7 +2,8 @@
 # The README's small-scale reproduction on MiniLM-L6 (../shared/data), CPU-sized: the `small`
 # profile of glue_tickets.sh, task after task. STS-B with the pooler left out of the prunable
 # set, then STS-B again with the paper's prunable set (pooler included; IMP ticket and random
-# pruning) so the pooler's effect is measured, then MRPC and CoLA (pooler left out). Two runs
+# pruning) so the pooler's effect is measured, STS-B with structured tickets (heads_ffn: IMP
+# ticket and random structured pruning), then MRPC and CoLA (pooler left out). Two runs
 # side by side, one thread each. Re-running skips every finished run, so a killed
 # reproduction resumes run by run.
 #
@@ -20,6 +21,8 @@ if [ -d "$SEED" ] && [ "${1:-}" != --dry-run ]; then
 fi
 SETS=no_pooler TASKS=STS-B bash "$here/glue_tickets.sh" "$@"
 SETS=paper TASKS=STS-B METHODS="imp random" bash "$here/glue_tickets.sh" "$@"
+# structured tickets (whole heads and FFN neurons) against random structured pruning
+SETS=heads_ffn TASKS=STS-B METHODS="imp random" bash "$here/glue_tickets.sh" "$@"
 for task in ${MORE_TASKS:-MRPC CoLA}; do
   SETS=no_pooler TASKS=$task bash "$here/glue_tickets.sh" "$@"
 done

@@ -180,3 +180,19 @@ def test_imp_record_without_masks_runs_again(glue_root):
     res = recipe("glue_tickets.sh", env, "--dry-run")
     assert "IMP runs again" not in res.stdout
     assert any("finished, skipped" in r and "imp_no_pooler/complete.json" in r for r in lines_of(res.stdout))
+
+
+def test_structured_set_dry_run(glue_root):
+    env = {"PROFILE": "small", "TASKS": "MRPC", "DATA": str(glue_root / "glue"), "MODEL": str(glue_root / "model"),
+           "OUT": str(glue_root / "runs"), "SETS": "heads_ffn", "METHODS": "imp random"}
+    res = recipe("glue_tickets.sh", env, "--dry-run")
+    assert res.returncode == 0, res.stderr
+    runs = lines_of(res.stdout)
+    assert len(runs) == 3 + 1 + 3 + 6  # random structured masks, IMP, dense, 2 methods x 3 sparsities
+    masks = [r for r in runs if "oneshot.py" in r]
+    assert len(masks) == 3 and all("--weight rand" in r and "--structure heads_ffn" in r for r in masks)
+    imp = next(r for r in runs if "LT_glue.py" in r)
+    assert "--structure heads_ffn" in imp and "--prunable_set" not in imp and "imp_heads_ffn" in imp
+    assert sum(("imp_heads_ffn_" in r or "random_heads_ffn_" in r) and "glue_trans.py" in r for r in runs) == 6
+    bad = recipe("glue_tickets.sh", {**env, "SETS": "rows"}, "--dry-run")
+    assert bad.returncode != 0 and "unknown set 'rows'" in bad.stderr
