@@ -2,7 +2,8 @@
 
 Permutes the depth order of the encoder layers: target layer i receives all six prunable
 matrices of layer perm[i] (one permutation for all six); the pooler, biases, LayerNorms and
-embeddings stay put. The file feeds ``--weight_pertub`` of the *_trans.py scripts.
+embeddings stay put. The file feeds ``--weight_pertub`` of the *_trans.py scripts. A shrunk
+model (shrink.py) whose layers differ in size is refused: such layers cannot be swapped.
 
     python pertub_weight.py --model_name_or_path ../shared/data/models/all-MiniLM-L6-v2
     # -> tmp/shuffle_weight.pt, where the README's fine-tuning commands read it
@@ -19,6 +20,7 @@ from utils.io import atomic_write
 from utils.models import load_model, load_weight_file
 from utils.provenance import checkpoint_identity, environment, write_record
 from utils.pruning import shuffled_layer_weights
+from utils.shrink import check_swappable
 
 
 def parse_args(argv=None):
@@ -33,6 +35,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     model = load_model("glue", args.model_name_or_path)
+    check_swappable(model.config, f"--model_name_or_path {args.model_name_or_path}")
     seed = None if args.seed is not None and args.seed < 0 else args.seed
     weights, perm = shuffled_layer_weights(model, seed=seed)
     out = Path(args.output)

@@ -75,9 +75,19 @@ def attach_pooler(model, name_or_path=None):
         return model
     pooler = BertPooler(model.config)
     if name_or_path is not None:
-        pooler.load_state_dict(BertModel.from_pretrained(name_or_path).pooler.state_dict())
+        pooler.load_state_dict(_pretrained_pooler_state(name_or_path))
     bert.pooler = pooler.to(next(model.parameters()).device)
     return model
+
+
+def _pretrained_pooler_state(name_or_path):
+    """The checkpoint's pooler weights (read through ``BertModel``, or from the file of a
+    shrunk folder, whose layers BertModel cannot build)."""
+    from utils.shrink import is_shrunk, load_pooler_state
+
+    if is_shrunk(_config(name_or_path)):
+        return load_pooler_state(name_or_path)
+    return BertModel.from_pretrained(name_or_path).pooler.state_dict()
 
 
 def load_model(kind, name_or_path, init="pre", seed=42, **config_overrides):
@@ -86,7 +96,8 @@ def load_model(kind, name_or_path, init="pre", seed=42, **config_overrides):
     ``init="pre"`` loads the pre-trained weights (the head starts random, N(0, 0.02));
     ``init="rand"`` builds the same architecture with every weight drawn fresh from the
     standard BERT init (normal(0, 0.02), zero biases, LayerNorm 1/0), seeded by ``seed``.
-    ``config_overrides`` go to the config (``num_labels``, ``finetuning_task``…).
+    ``config_overrides`` go to the config (``num_labels``, ``finetuning_task``…). A shrunk
+    folder (its config records per-layer sizes, :mod:`utils.shrink`) gives the smaller layers.
     """
     if kind not in HEADS:
         raise UserError(f"--model must be one of {', '.join(HEADS)}, not {kind!r}")
@@ -98,6 +109,13 @@ def load_model(kind, name_or_path, init="pre", seed=42, **config_overrides):
                         "only BERT is supported (--model_type bert)")
     cls = HEADS[kind]
     torch.manual_seed(seed)  # the random head (and --dir rand) is reproducible per --seed
+    from utils.shrink import build_shrunk, is_shrunk
+
+    if is_shrunk(config):
+        model = build_shrunk(cls, config, name_or_path, init)
+        if init == "pre" and kind == "pretrain" and _missing_mlm_head(name_or_path):
+            print(f"note: {name_or_path} has no MLM head; cls.predictions starts random")
+        return model
     if init == "rand":
         model = cls(config)
         if getattr(model.bert, "pooler", None) is None:

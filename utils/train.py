@@ -260,13 +260,13 @@ class Trainer:
         self.started = time.time()
         self.train_batch_size = args.per_gpu_train_batch_size  # per process
         self.gen = None  # the sampler's generator (one process)
-        self.loader = self._loader()
+        self.loader = self._loader() if train_dataset is not None else None  # None: evaluation only
         # position and resumption (utils/resume.py)
         self.epoch, self.batches_done, self.epoch_gen_state = 0, 0, None
         self.skip, self.pending_rng, self.resume_gen = 0, None, None
         self.total_loss = self.logged_loss = 0.0
         self.state_hooks = {}  # name -> (get() -> dict, set(dict)): e.g. the IMP runner's counter
-        steps_per_epoch = max(1, len(self.loader) // args.gradient_accumulation_steps)
+        steps_per_epoch = max(1, len(self.loader or ()) // args.gradient_accumulation_steps)
         if args.max_steps > 0:
             self.t_total = args.max_steps
             self.num_epochs = math.ceil(args.max_steps / steps_per_epoch)
