@@ -12,6 +12,7 @@ import LT_pretrain
 import oneshot
 import pertub_weight
 import report
+import shrink
 import squad_trans
 from test_glue_scripts import write_mrpc
 from utils import pruning as P
@@ -181,7 +182,38 @@ ROWS = [
      "no such folder"),
     ("report_empty", "report.py on a folder with no runs",
      lambda w: (report.main, [str(empty_dir(w)), "--out", str(w["tmp"] / "rep")]), "no runs found"),
+    ("shrink_unstructured", "shrink.py with an unstructured mask",
+     lambda w: (shrink.main, shrink_argv(w, mask_file(w, "u.pt", unstructured(w)))), "is not pruned in whole heads"),
+    ("shrink_mask_shapes", "shrink.py with a mask of another architecture (wrong shapes)",
+     lambda w: (shrink.main, shrink_argv(w, mask_file(w, "c2.pt", bad_masks(w)["shape"]))), "has shape"),
+    ("pertub_shrunk", "pertub_weight.py on a shrunk model whose layers differ in size",
+     lambda w: (pertub_weight.main, ["--model_name_or_path", str(shrunk_folder(w)), "--output", str(w["out"] / "s.pt")]),
+     "cannot be swapped"),
 ]
+
+
+def shrink_argv(w, mask):
+    return ["--mask_dir", str(mask), "--model_name_or_path", str(w["model"]), "--output_dir", str(w["out"]),
+            "--overwrite_output_dir"]
+
+
+def unstructured(w):
+    masks = {k: v.clone() for k, v in w["masks"].items()}
+    masks[next(iter(masks))][0, 0] = False
+    return masks
+
+
+def shrunk_folder(w):
+    """The tiny model shrunk to one head in layer 0 and half the FFN of layer 1, exported."""
+    from utils.shrink import save_model_folder, shrink_model
+    from utils.structured import masks_from_layout
+
+    model = load_model("glue", str(w["model"]))
+    heads, ff = model.config.num_attention_heads, model.config.intermediate_size
+    layout = [{"heads": torch.arange(heads) == 0, "neurons": torch.ones(ff, dtype=torch.bool)},
+              {"heads": torch.ones(heads, dtype=torch.bool), "neurons": torch.arange(ff) % 2 == 0}]
+    shrink_model(model, masks_from_layout(model, layout))
+    return save_model_folder(model, w["tmp"] / "shrunk", w["model"])
 
 
 def broken_model(w):
