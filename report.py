@@ -3,6 +3,7 @@ Markdown on stdout, CSV files and PNG figures (utils/report.py, utils/figures.py
 
     python report.py runs/glue_small                    # tables on stdout, files in figs/
     python report.py runs/glue_small --out figs/small --transfer_sparsity 70
+    python report.py runs/glue_small --bench bench.json  # + structured speed-ups (scripts/bench.py --json_out)
 """
 import argparse
 
@@ -20,15 +21,19 @@ def parse_args(argv=None):
     p.add_argument("--slim_copy", default=None, metavar="DIR",
                    help="also copy the runs' slim records (JSON only: no weights or masks) to DIR, "
                         "from which the same report regenerates")
+    p.add_argument("--bench", default=None, metavar="FILE",
+                   help="scripts/bench.py output (its --json_out list, or its JSON lines): append the "
+                        "'Structured speed-ups' table and write structured_speed.csv")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     text, _, figures = write_report(args.runs_dir, args.out, figures=not args.no_figures,
-                                    transfer_sparsity=args.transfer_sparsity)
+                                    transfer_sparsity=args.transfer_sparsity, bench=args.bench)
     print(text, end="")
     print(f"wrote {args.out}/report.md, table2.csv, curves.csv, transfer.csv"
+          + (", structured_speed.csv" if args.bench else "")
           + (f" and {len(figures)} figure(s)" if figures else ""))
     if args.slim_copy:
         print(f"copied {slim_copy(args.runs_dir, args.slim_copy)} record files to {args.slim_copy}")

@@ -15,6 +15,11 @@ Figures (``--only`` picks some):
 * ``report_speed``: ``report.py`` over 1,000 generated run folders (target < 10 s).
 * ``state_write``: a resumable state (weights, masks, AdamW, RNGs) against the weights alone
   with safetensors (target: >= 80 % of its MB/s; training waits no longer than that write).
+* ``structured``: structured tickets (whole heads and FFN neurons, 50 % and 70 % of the
+  encoder) shrunk with ``utils.shrink.shrink_model`` against the dense model: inference at
+  batch 32 x 128 and 1 x 128 and a training step, speed-ups, parameters and FLOPs; MiniLM and
+  BERT-base shapes, one line per shape and sparsity (target: >= 1.5x inference speed-up at
+  50 %, BERT-base shape, 32 x 128).
 
 Each figure lives in ``scripts/benchmarks/<figure>.py`` (``figure_<figure>(opts)`` returns its
 records); what they share (shapes, trainers, timing, records) is in
@@ -24,16 +29,20 @@ Without ../shared/data the glue_padding line says ``"skipped": true`` and why (m
 
 Commands (from the repository root)::
 
-    python scripts/bench.py > bench.jsonl                 # all: ~13 min on 2 idle CPU cores
+    python scripts/bench.py > bench.jsonl                 # all: ~13 min on 2 idle CPU cores,
+                                                          # before structured (not yet timed)
     python scripts/bench.py --only masked_step --steps 7  # one figure, more timed steps
     python scripts/bench.py --only prune_speed,mask_size
     python scripts/bench.py --quick                       # tiny, 1 thread, < 30 s (not meaningful)
     python scripts/bench.py --device cuda                 # on a GPU (adds fp16)
+    python scripts/bench.py --only structured --json_out bench.json  # records as one JSON list,
+    python report.py runs/ --bench bench.json     # which report.py turns into a speed-up table
 
-Progress goes to stderr; stdout carries only the JSON lines. On a machine shared with other
-busy processes, OpenMP's spinning threads turn every parallel op into a wait for a time slice
-(the pruning step measured 0.44 s with ``OMP_WAIT_POLICY=PASSIVE`` and 33 s without, at load
-3.8 on 2 cores): prefix the command with ``OMP_WAIT_POLICY=PASSIVE`` there, or compare
+Progress goes to stderr; stdout carries only the JSON lines; ``--json_out FILE`` also writes
+every record so far as one JSON list (atomically, rewritten after each record). On a machine
+shared with other busy processes, OpenMP's spinning threads turn every parallel op into a wait
+for a time slice (the pruning step measured 0.44 s with ``OMP_WAIT_POLICY=PASSIVE`` and 33 s
+without, at load 3.8 on 2 cores): prefix the command with ``OMP_WAIT_POLICY=PASSIVE`` there, or compare
 ``loadavg_1m`` in the machine record before trusting a ratio.
 """
 import argparse
@@ -60,10 +69,12 @@ from scripts.benchmarks.mixed_precision import figure_mixed_precision  # noqa: E
 from scripts.benchmarks.prune_speed import _memory_probe_main, figure_prune_speed  # noqa: E402
 from scripts.benchmarks.report_speed import figure_report_speed  # noqa: E402
 from scripts.benchmarks.state_write import figure_state_write  # noqa: E402
+from scripts.benchmarks.structured import figure_structured  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
+from utils.io import write_json  # noqa: E402
 
 FIGURES = ("masked_step", "prune_speed", "mask_size", "glue_padding", "mixed_precision", "report_speed",
-           "state_write")
+           "state_write", "structured")
 
 
 def figure_glue_padding(opts):
@@ -75,7 +86,7 @@ def figure_glue_padding(opts):
 RUNNERS = {"masked_step": figure_masked_step, "prune_speed": figure_prune_speed,
            "mask_size": figure_mask_size, "glue_padding": figure_glue_padding,
            "mixed_precision": figure_mixed_precision, "report_speed": figure_report_speed,
-           "state_write": figure_state_write}
+           "state_write": figure_state_write, "structured": figure_structured}
 
 
 def parse_args(argv=None):
@@ -89,15 +100,18 @@ def parse_args(argv=None):
     a("--steps", type=int, default=None, help="timed steps per variant (default 5, --quick 2)")
     a("--warmup", type=int, default=1, help="untimed steps per variant first")
     a("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
-    a("--batch", type=int, default=None, help="batch size of the step figures (default 32, --quick 4)")
-    a("--seq", type=int, default=None, help="sequence length of the step figures (128; --quick 16)")
+    a("--batch", type=int, default=None, help="batch size of the step figures and structured (default 32, --quick 4)")
+    a("--seq", type=int, default=None, help="sequence length of the step figures and structured (128; --quick 16)")
     a("--glue_steps", type=int, default=None, help="timed MRPC steps per collator (20; --quick 2)")
     a("--glue_batch", type=int, default=None, help="MRPC batch size (default 32, --quick 8)")
     a("--prune_repeats", type=int, default=3,
       help="both pruning rounds, ours and torch's, are timed this many times (medians)")
-    a("--shapes", default=None, help="masked_step model shapes (default minilm,bert-base; --quick tiny)")
+    a("--shapes", default=None,
+      help="model shapes of masked_step and structured (default minilm,bert-base; --quick tiny)")
     a("--seed", type=int, default=42, help="seed of weights, batches and data order")
     a("--threads", type=int, default=None, help="torch threads (default: torch's choice; --quick 1)")
+    a("--json_out", default=None, metavar="FILE",
+      help="also write all records as one JSON list to FILE (atomic; report.py --bench reads it)")
     a("--_memprobe", default=None, help=argparse.SUPPRESS)  # internal: the fresh-process probe
     opts = p.parse_args(argv)
     return finish_opts(opts)
@@ -138,6 +152,8 @@ def finish_opts(opts):
     opts.device = torch.device("cuda" if use_cuda else "cpu")
     if opts.seq > 512:
         raise UserError(f"--seq {opts.seq}: BERT positions stop at 512")
+    if opts.json_out and Path(opts.json_out).is_dir():
+        raise UserError(f"--json_out {opts.json_out} is a folder; give a file name")
     return opts
 
 
@@ -155,6 +171,8 @@ def main(argv=None):
             for record in RUNNERS[figure](opts):
                 records.append(record)
                 print(json.dumps(record), flush=True)
+                if opts.json_out:
+                    write_json(opts.json_out, records)
             log(f"{figure} done in {time.perf_counter() - start:.1f} s")
             gc.collect()
     return records

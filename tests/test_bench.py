@@ -12,18 +12,26 @@ from utils.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "scripts" / "bench.py"
-FIGURES = {"masked_step", "prune_speed", "mask_size", "glue_padding", "mixed_precision", "report_speed", "state_write"}
+FIGURES = {"masked_step", "prune_speed", "mask_size", "glue_padding", "mixed_precision", "report_speed", "state_write",
+           "structured"}
 PRUNE_SMALL = 4 * (4 * 64 * 64 + 2 * 64 * 256) + 64 * 64  # 4 layers, hidden 64, inter 256, pooler
 
 
 @pytest.fixture(scope="module")
-def quick():
-    """Every JSON line of one ``bench.py --quick`` run, as a subprocess (as users run it)."""
-    proc = subprocess.run([sys.executable, str(BENCH), "--quick"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, check=False)
+def quick(tmp_path_factory):
+    """Every JSON line of one ``bench.py --quick`` run, as a subprocess (as users run it), and
+    the same records as ``--json_out`` wrote them. ``by_figure`` keeps a figure's last record."""
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    proc = subprocess.run([sys.executable, str(BENCH), "--quick", "--json_out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=150, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    assert json.loads(out.read_text()) == lines  # --json_out: the same records, one JSON list
     return {rec["figure"]: rec for rec in lines}, lines
+
+
+def structured_records(quick):
+    return {rec["sparsity_target"]: rec for rec in quick[1] if rec["figure"] == "structured"}
 
 
 def load_bench():
@@ -46,10 +54,13 @@ def test_all_figures_once_each_with_machine_info(quick):
     by_figure, lines = quick
     assert [rec["figure"] for rec in lines] == [
         "masked_step", "prune_speed", "mask_size", "glue_padding", "mixed_precision", "report_speed",
-        "state_write"]
+        "state_write", "structured", "structured"]  # structured: one line per sparsity (50, 70 %)
     assert set(by_figure) == FIGURES
     for rec in lines:
         assert rec["quick"] is True
+        if rec["figure"] == "structured":  # the target is BERT-base's at 50 % alone, not the tiny shape's
+            assert rec["target"] is None and rec["meets_target"] is None
+            continue
         assert isinstance(rec["meets_target"], bool) and isinstance(rec["target"], str)
         m = rec["machine"]
         assert m["cpu_count"] >= 1 and m["torch_threads"] == 1  # --quick runs single-threaded
@@ -62,8 +73,9 @@ def test_every_ratio_is_a_positive_finite_float(quick):
     found = [(f"{rec['figure']}{p}", v) for rec in lines for p, v in ratios(rec)]
     cuda = lines[0]["machine"]["device"] == "cuda"
     # masked_step 4 (2 + 2 paired), prune 3, mask 2, glue 1, mixed precision 2 (3 with fp16),
-    # state_write 2 (throughput and wait)
-    assert len(found) == 14 + cuda
+    # state_write 2 (throughput and wait), structured 5 per sparsity (infer, infer1, train,
+    # masked_infer, flops) x 2 sparsities
+    assert len(found) == 24 + cuda
     for where, value in found:
         assert isinstance(value, float) and math.isfinite(value) and value > 0, where
 
@@ -138,6 +150,7 @@ def test_glue_figure_is_skipped_without_shared_data(tmp_path, monkeypatch):
     (["--only", "masked_step,nope"], "--only: unknown figure 'nope'"),
     (["--steps", "0"], "--steps must be at least 1, got 0"),
     (["--device", "tpu"], "--device must be auto, cpu or cuda"),
+    (["--json_out", "."], "--json_out . is a folder; give a file name"),
 ])
 def test_bad_flags_are_user_errors(argv, message):
     bench = load_bench()
@@ -152,7 +165,7 @@ def test_bad_flag_exits_2_with_one_line():
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [
         "error: --only: unknown figure 'speed' (choose from masked_step, prune_speed, mask_size, "
-        "glue_padding, mixed_precision, report_speed, state_write)"]
+        "glue_padding, mixed_precision, report_speed, state_write, structured)"]
 
 
 def test_report_speed_reads_every_generated_run(quick):
@@ -175,3 +188,70 @@ def test_state_write_measures_three_writes(quick):
     assert tp["state_mb_s"] >= tp["state_mb_s_median"] and tp["weights_mb_s"] >= tp["weights_mb_s_median"]
     assert rec["ratio_median"] > 0
     assert rec["ratio"] > 0 and rec["wait_ratio"] > 0 and isinstance(rec["meets_target"], bool)
+
+
+# tiny shape: 2 layers, hidden 64, 2 heads of 32, FFN 256; --quick batch 4 x 16
+TINY_HEAD = 3 * (32 * 64 + 32) + 64 * 32  # Q/K/V rows + biases, attention.output.dense columns
+TINY_NEURON = 64 + 1 + 64  # intermediate row + bias, output.dense column
+
+
+def tiny_flops(heads, neurons, batch=4, seq=16):
+    """The encoder's matmul FLOPs by hand, per token: 4 projections of 64 x 32h, scores and
+    context over 16 keys of 32 dims per head, FFN 64 x n twice; 2 FLOPs per multiply-add."""
+    per_token = sum(2 * (4 * 64 * 32 * h + 2 * h * seq * 32 + 2 * 64 * n) for h, n in zip(heads, neurons))
+    return batch * seq * per_token
+
+
+def test_structured_flops_formula_by_hand():
+    from scripts.benchmarks.structured import encoder_flops
+
+    assert encoder_flops([2, 2], [256, 256], 64, 32, 4, 16) == tiny_flops([2, 2], [256, 256]) == 13_107_200
+    assert encoder_flops([1, 2], [100, 7], 64, 32, 4, 16) == tiny_flops([1, 2], [100, 7])
+    assert encoder_flops([1, 1], [0, 0], 64, 32, 1, 16) == 4 * 64 * 32 * 2 * 16 * 2 + 2 * 16 * 16 * 32 * 2 * 2
+    # BERT-base at 32 x 128: 12 layers of 4 x 768^2 projections, 2 x 12 heads x 128 x 64 attention, 2 x 768 x 3072 FFN
+    assert encoder_flops([12] * 12, [3072] * 12, 768, 64, 32, 128) == 2 * 32 * 128 * 12 * (
+        4 * 768 * 768 + 2 * 12 * 128 * 64 + 2 * 768 * 3072)
+
+
+def test_structured_target_only_on_bert_base_at_50():
+    from scripts.benchmarks.structured import target_fields
+
+    assert target_fields("bert-base", 50, 1.6)["meets_target"] is True
+    assert target_fields("bert-base", 50, 1.4)["meets_target"] is False
+    assert "1.5" in target_fields("bert-base", 50, 1.4)["target"] and target_fields("bert-base", 50, 1)["target_speedup"] == 1.5
+    for shape, sp in (("bert-base", 70), ("minilm", 50), ("tiny", 50)):
+        assert target_fields(shape, sp, 9.0) == {"target": None, "meets_target": None}
+
+
+def test_structured_shrinks_and_times_every_variant(quick):
+    recs = structured_records(quick)
+    assert set(recs) == {50, 70}
+    for sp, rec in recs.items():
+        assert rec["model"]["name"] == "tiny" and (rec["batch"], rec["seq"], rec["batch_small"]) == (4, 16, 1)
+        assert abs(rec["sparsity"] - sp) < 5  # to the nearest unit: an 8,192-weight head is 8 % of the encoder
+        heads, neurons = rec["heads_per_layer"], rec["neurons_per_layer"]
+        assert len(heads) == len(neurons) == 2 and all(1 <= h <= 2 for h in heads)
+        assert rec["heads_kept"] == sum(heads) and rec["neurons_kept"] == sum(neurons)
+        assert (rec["heads_total"], rec["neurons_total"]) == (4, 512)
+        # the pruned encoder weights are the pruned heads' and neurons' (4 x 32 x 64 and 2 x 64 each)
+        pruned = (4 - sum(heads)) * 4 * 32 * 64 + (512 - sum(neurons)) * 2 * 64
+        assert rec["sparsity"] == pytest.approx(100 * pruned / (2 * (4 * 64 * 64 + 2 * 64 * 256)), abs=1e-3)
+        p = rec["params"]
+        assert p["shrunk"] < p["dense"] and p["shrunk_encoder"] < p["dense_encoder"]
+        removed = (4 - sum(heads)) * TINY_HEAD + (512 - sum(neurons)) * TINY_NEURON
+        assert p["dense_encoder"] - p["shrunk_encoder"] == p["dense"] - p["shrunk"] == removed
+        f = rec["flops"]
+        assert (f["batch"], f["seq"]) == (4, 16) and f["dense"] == tiny_flops([2, 2], [256, 256])
+        assert f["shrunk"] == tiny_flops(heads, neurons)
+        assert rec["flops_ratio"] == pytest.approx(f["dense"] / f["shrunk"]) and rec["flops_ratio"] > 1
+        assert set(rec["median_s"]) == set(rec["times_s"]) == {"infer", "infer1", "train"}
+        assert set(rec["times_s"]["infer"]) == {"dense", "shrunk", "masked"}
+        assert set(rec["times_s"]["infer1"]) == set(rec["times_s"]["train"]) == {"dense", "shrunk"}
+        assert all(len(v) == 2 for t in rec["times_s"].values() for v in t.values())
+        med = rec["median_s"]
+        for key in ("infer", "infer1", "train"):
+            assert rec[f"{key}_ratio"] == pytest.approx(med[key]["dense"] / med[key]["shrunk"], rel=2e-2)
+        assert rec["masked_infer_ratio"] == pytest.approx(med["infer"]["dense"] / med["infer"]["masked"], rel=2e-2)
+        assert "random-init" in rec["weights"] and "Q/K/V/O" in f["counted"]
+    assert recs[50]["median_s"]["infer"]["dense"] == recs[70]["median_s"]["infer"]["dense"]  # one dense run
+    assert recs[70]["flops"]["shrunk"] < recs[50]["flops"]["shrunk"]

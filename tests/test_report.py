@@ -185,3 +185,70 @@ def test_refuses_empty_folder(tmp_path):
 
         run_cli(report.main, [str(tmp_path / "empty")])
     assert exc.value.code == 2
+
+
+def structured_record(shape, layers, hidden, sp, ratios, target=None, meets=None, quick=False):
+    """A ``structured`` record as scripts/bench.py writes it (known numbers)."""
+    infer, infer1, train = ratios
+    return {"figure": "structured", "model": {"name": shape, "layers": layers, "hidden": hidden, "heads": 12,
+                                              "intermediate": 4 * hidden, "vocab": 30522},
+            "sparsity_target": sp, "sparsity": sp - 0.04, "batch": 32, "seq": 128, "batch_small": 1, "steps": 5,
+            "warmup": 1, "heads_kept": 70, "heads_total": 144, "neurons_kept": 18000, "neurons_total": 36864,
+            "params": {"dense": 109_483_778, "dense_encoder": 85_054_464, "shrunk": 66_984_322,
+                       "shrunk_encoder": 42_555_008},
+            "flops": {"batch": 32, "seq": 128, "dense": 2_850_000_000_000, "shrunk": 1_425_000_000_000,
+                      "counted": "encoder matmuls"},
+            "flops_ratio": 2.0, "median_s": {"infer": {"dense": 4.0, "shrunk": 4.0 / infer, "masked": 4.1},
+                                             "infer1": {"dense": 0.2, "shrunk": 0.2 / infer1},
+                                             "train": {"dense": 12.0, "shrunk": 12.0 / train}},
+            "infer_ratio": infer, "infer1_ratio": infer1, "train_ratio": train, "masked_infer_ratio": 4.0 / 4.1,
+            "target": target, **({"target_speedup": 1.5} if target else {}), "meets_target": meets, "quick": quick,
+            "machine": {"cpu": "AMD EPYC", "cpu_count": 2, "cpus_usable": 2, "loadavg_1m": 0.5, "torch": "2.13.0+cpu",
+                        "torch_threads": 2, "device": "cpu"}}
+
+
+def test_bench_structured_speedups_table_and_csv(runs, tmp_path, capsys):
+    bench = tmp_path / "bench.json"
+    records = [{"figure": "mask_size", "ratio": 4.0, "meets_target": True},  # other figures are ignored
+               structured_record("bert-base", 12, 768, 50, (1.8, 1.25, 1.7), target="... >= 1.5 ...", meets=True),
+               structured_record("bert-base", 12, 768, 70, (2.9, 1.5, 2.6))]
+    bench.write_text(json.dumps(records))
+    out = tmp_path / "rep"
+    text = report.main([str(runs), "--out", str(out), "--no_figures", "--bench", str(bench)])
+    printed = capsys.readouterr().out
+    assert "structured_speed.csv" in printed.splitlines()[-1]
+    section = text[text.index("## Structured speed-ups"):]
+    assert ("| shape | encoder sparsity | heads kept | FFN neurons kept | params dense → shrunk (encoder) | "
+            "FLOPs dense / shrunk | inference 32×128 | inference 1×128 | train step 32×128 | "
+            "masked, inference 32×128 | target |") in section
+    assert ("| bert-base (12×768) | 50.0% | 70/144 | 18000/36864 | 109.5M → 67.0M (85.1M → 42.6M) | "
+            "2.00× (2850.0 GFLOP → 1425.0 GFLOP) | **1.80×** | 1.25× | 1.70× | 0.98× | ≥ 1.5×: yes |") in section
+    assert "| bert-base (12×768) | 70.0% |" in section and "| **2.90×** | 1.50× | 2.60× | 0.98× | — |" in section
+    assert "Machine: AMD EPYC, 2 CPUs usable, torch 2.13.0+cpu with 2 thread(s), cpu, load 0.5." in section
+    assert (out / "report.md").read_text() == text
+    with open(out / "structured_speed.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["shape"], r["sparsity_target"], r["infer_ratio"], r["train_ratio"], r["meets_target"]) for r in rows] == [
+        ("bert-base", "50", "1.8", "1.7", "True"), ("bert-base", "70", "2.9", "2.6", "")]
+    assert rows[0]["params_shrunk"] == "66984322" and rows[0]["flops_ratio"] == "2.0"
+    assert rows[1]["train_shrunk_s"] == str(round(12.0 / 2.6, 4)) and rows[0]["masked_infer_ratio"] == "0.9756"
+    # bench.py's stdout (JSON lines) reads the same; no structured records: a note and an empty CSV
+    lines = tmp_path / "bench.jsonl"
+    lines.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert write_report(runs, None, bench=lines)[1]["structured_speed"] == write_report(runs, None, bench=bench)[1]["structured_speed"]
+    lines.write_text(json.dumps(records[0]) + "\n")
+    text, tables, _ = write_report(runs, None, bench=lines)
+    assert "(no `structured` figure in the benchmark file)" in text and tables["structured_speed"] == []
+
+
+def test_bench_file_errors(runs, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("not json")
+    incomplete = tmp_path / "incomplete.json"
+    rec = structured_record("minilm", 6, 384, 50, (1.5, 1.2, 1.4))
+    del rec["params"]
+    incomplete.write_text(json.dumps([rec]))
+    for path, match in ((bad, "not benchmark records"), (tmp_path / "missing.json", "cannot read it"),
+                        (incomplete, "structured record 1 is incomplete .KeyError: 'params'.")):
+        with pytest.raises(UserError, match=match):
+            write_report(runs, None, bench=path)
