@@ -21,10 +21,19 @@ def parse_args(argv=None):
     p.add_argument("--slim_copy", default=None, metavar="DIR",
                    help="also copy the runs' slim records (JSON only: no weights or masks) to DIR, "
                         "from which the same report regenerates")
+    p.add_argument("--slim_masks", default="", metavar="LEVELS",
+                   help="with --slim_copy: also the IMP tickets at these sparsities (comma-separated "
+                        "percents), gzipped (mask.pt.gz), so pending fine-tunes need no new IMP run")
     p.add_argument("--bench", default=None, metavar="FILE",
                    help="scripts/bench.py output (its --json_out list, or its JSON lines): append the "
                         "'Structured speed-ups' table and write structured_speed.csv")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.mask_levels = [v for v in args.slim_masks.replace(",", " ").split() if v]
+    if any(not v.isdigit() for v in args.mask_levels):
+        p.error(f"argument --slim_masks: give sparsities in percent, e.g. 50,60,70, not {args.slim_masks!r}")
+    if args.mask_levels and not args.slim_copy:
+        p.error("argument --slim_masks: only with --slim_copy DIR")
+    return args
 
 
 def main(argv=None):
@@ -36,7 +45,7 @@ def main(argv=None):
           + (", structured_speed.csv" if args.bench else "")
           + (f" and {len(figures)} figure(s)" if figures else ""))
     if args.slim_copy:
-        print(f"copied {slim_copy(args.runs_dir, args.slim_copy)} record files to {args.slim_copy}")
+        print(f"copied {slim_copy(args.runs_dir, args.slim_copy, args.mask_levels)} record files to {args.slim_copy}")
     return text
 
 

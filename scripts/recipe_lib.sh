@@ -118,6 +118,17 @@ print(prunable, w.stat().st_size if w.is_file() else 4 * 110_000_000)
 EOF
 }
 
+# Unpack the IMP tickets a committed slim record carries (mask.pt.gz, written by report.py
+# --slim_masks) where the mask itself is missing, so their fine-tunes need no new IMP run.
+#   unpack_masks DIR
+unpack_masks() {
+  local gz
+  while IFS= read -r -d '' gz; do
+    [ -e "${gz%.gz}" ] && continue
+    gzip -dc "$gz" > "${gz%.gz}.part" && mv "${gz%.gz}.part" "${gz%.gz}"
+  done < <(find "$1" -name 'mask.pt.gz' -print0)
+}
+
 # The pruning flags of a set: paper / no_pooler (unstructured, --prunable_set) or heads_ffn
 # (structured: whole heads and FFN neurons, the pooler dense).
 set_flags() {

@@ -18,6 +18,7 @@ export PROFILE=small JOBS=${JOBS:-2} OUT=${OUT:-runs/glue_small}
 SEED=${SEED:-$here/../results/small}
 if [ -d "$SEED" ] && [ "${1:-}" != --dry-run ]; then
   mkdir -p "$OUT" && cp -rn "$SEED"/. "$OUT"/
+  source "$here/recipe_lib.sh" && unpack_masks "$OUT"  # the tickets the record carries
 fi
 SETS=no_pooler TASKS=STS-B bash "$here/glue_tickets.sh" "$@"
 SETS=paper TASKS=STS-B METHODS="imp random" bash "$here/glue_tickets.sh" "$@"

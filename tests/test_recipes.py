@@ -196,3 +196,21 @@ def test_structured_set_dry_run(glue_root):
     assert sum(("imp_heads_ffn_" in r or "random_heads_ffn_" in r) and "glue_trans.py" in r for r in runs) == 6
     bad = recipe("glue_tickets.sh", {**env, "SETS": "rows"}, "--dry-run")
     assert bad.returncode != 0 and "unknown set 'rows'" in bad.stderr
+
+
+def test_unpack_masks_restores_missing_tickets_only(tmp_path):
+    import gzip
+
+    ck = tmp_path / "runs" / "mrpc" / "imp_no_pooler" / "checkpoint-315"
+    ck.mkdir(parents=True)
+    (ck / "mask.pt.gz").write_bytes(gzip.compress(b"ticket bytes"))
+    other = tmp_path / "runs" / "sts-b" / "imp_paper" / "checkpoint-189"
+    other.mkdir(parents=True)
+    (other / "mask.pt.gz").write_bytes(gzip.compress(b"packed"))
+    (other / "mask.pt").write_bytes(b"already here")
+    res = subprocess.run(["bash", "-c", f'source "{ROOT}/scripts/recipe_lib.sh" && unpack_masks "$0"',
+                          str(tmp_path / "runs")], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert (ck / "mask.pt").read_bytes() == b"ticket bytes"
+    assert (other / "mask.pt").read_bytes() == b"already here"  # an existing mask is never replaced
+    assert not list(tmp_path.rglob("*.part"))

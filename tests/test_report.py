@@ -252,3 +252,44 @@ def test_bench_file_errors(runs, tmp_path):
                         (incomplete, "structured record 1 is incomplete .KeyError: 'params'.")):
         with pytest.raises(UserError, match=match):
             write_report(runs, None, bench=path)
+
+
+def test_slim_copy_keeps_records_and_chosen_tickets_gzipped(tmp_path):
+    import gzip
+
+    import torch
+
+    from utils.report import slim_copy
+
+    src = tmp_path / "runs"
+    imp = src / "mrpc" / "imp_no_pooler"
+    masks = []
+    for step, sp in ((63, 10.0), (315, 50.0), (441, 70.0)):
+        ck = imp / f"checkpoint-{step}"
+        ck.mkdir(parents=True)
+        torch.save({"bert.pooler.dense.weight_mask": torch.rand(64, 64) > 0.5}, ck / "mask.pt")
+        (ck / "mask_provenance.json").write_text(json.dumps({"kind": "imp", "sparsity": sp}))
+        (ck / "mask_sparsity.json").write_text("{}")
+        (ck / "model.safetensors").write_bytes(b"weights")
+        masks.append({"step": step, "sparsity": sp, "path": f"checkpoint-{step}/mask.pt"})
+    (imp / "args.json").write_text("{}")
+    (imp / "results.json").write_text(json.dumps({"kind": "imp", "masks": masks}))
+    (imp / "complete.json").write_text("{}")
+    (imp / "imp.log").write_text("log")
+    dst = tmp_path / "slim"
+    n = slim_copy(src, dst, mask_levels=["50", "70"])
+    files = sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file())
+    assert n == len(files) == 3 + 3 * 2 + 2  # args/results/complete, 3 x 2 sidecars, 2 tickets
+    assert "mrpc/imp_no_pooler/checkpoint-315/mask.pt.gz" in files
+    assert "mrpc/imp_no_pooler/checkpoint-441/mask.pt.gz" in files
+    assert not any(f.endswith((".safetensors", ".log", "mask.pt")) or "checkpoint-63/mask.pt" in f for f in files)
+    for step in (315, 441):
+        packed = dst / "mrpc" / "imp_no_pooler" / f"checkpoint-{step}" / "mask.pt.gz"
+        assert gzip.decompress(packed.read_bytes()) == (imp / f"checkpoint-{step}" / "mask.pt").read_bytes()
+    # without levels: JSON only
+    assert slim_copy(src, tmp_path / "json_only") == 9
+    # the flag: levels only with --slim_copy, in percent
+    for argv in (["r", "--slim_masks", "50"], ["r", "--slim_copy", "d", "--slim_masks", "half"]):
+        with pytest.raises(SystemExit) as e:
+            report.parse_args(argv)
+        assert e.value.code == 2

@@ -530,11 +530,17 @@ SLIM_FILES = ("args.json", "results.json", "complete.json", "mask_provenance.jso
               "shuffle_weight_provenance.json")
 
 
-def slim_copy(src, dst):
+def slim_copy(src, dst, mask_levels=()):
     """Copy the slim record of every run under ``src`` to ``dst`` (same relative layout): the
     JSON files that say what each run is and what it scored, and the provenance and sparsity
-    reports of masks; no weights, masks or logs. Returns the number of files copied."""
+    reports of masks; no weights or logs. ``mask_levels`` (sparsities in percent): also the IMP
+    tickets at those sparsities, gzipped beside their records (``mask.pt.gz``, about 1/8 of the
+    bool file), so fine-tunes still to run need no new IMP run on another machine
+    (``scripts/reproduce_small.sh`` unpacks them). Returns the number of files copied."""
+    import gzip
     import shutil
+
+    from utils.io import atomic_write
 
     src, dst = Path(src), Path(dst)
     n = 0
@@ -544,4 +550,17 @@ def slim_copy(src, dst):
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
             n += 1
+    levels = {int(v) for v in mask_levels}
+    for results in sorted(src.rglob("results.json")) if levels else []:
+        for m in (read_json(results) or {}).get("masks", []) or []:
+            mask = results.parent / str(m.get("path", ""))
+            if level(m.get("sparsity")) in levels and mask.is_file():
+                target = dst / mask.relative_to(src)
+                gz = target.with_name(target.name + ".gz")
+
+                def write(tmp, mask=mask):
+                    with open(mask, "rb") as f_in, gzip.GzipFile(tmp, "wb", mtime=0) as f_out:
+                        shutil.copyfileobj(f_in, f_out)
+                atomic_write(gz, write)
+                n += 1
     return n
