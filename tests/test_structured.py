@@ -195,3 +195,37 @@ def test_every_imp_script_takes_structure(module):
     extra = {LT_glue: ["--task_name", "MRPC", "--data_dir", "x"], LT_pretrain: ["--train_data_file", "x"]}
     args = module.parse_args(["--output_dir", "x", "--structure", "heads_ffn"] + extra.get(module, []))
     assert args.structure == "heads_ffn"
+
+
+def test_lt_squad_structured_and_squad_trans_loads_a_structured_mask(tiny_bert_dir, tmp_path):
+    from test_squad_scripts import squad_argv, squad_json, write_json
+
+    import squad_trans
+
+    files = {"train": write_json(tmp_path / "train.json", squad_json()),
+             "eval": write_json(tmp_path / "eval.json", squad_json()), "cache": tmp_path / "cache"}
+    out = tmp_path / "imp"
+    results = LT_squad.main(squad_argv(tiny_bert_dir, files, out, extra=["--structure", "heads_ffn"]))
+    assert results["structure"] == "heads_ffn" and len(results["masks"]) == 2
+    for k, m in enumerate(results["masks"], start=1):
+        masks = P.load_mask(out / m["path"])
+        assert S.is_structured(masks, 16) and abs(pruned(masks) - round(0.1 * k * 16384)) <= 1024
+    # a structured mask from oneshot.py, fine-tuned on SQuAD with the mask fixed
+    oneshot.main(["--model_name_or_path", str(tiny_bert_dir), "--rate", "0.5", "--structure", "heads_ffn",
+                  "--model", "squad", "--output_dir", str(tmp_path / "omp")])
+    ft = tmp_path / "ft"
+    res = squad_trans.main(squad_argv(tiny_bert_dir, files, ft, steps=2, save=0,
+                                      extra=["--dir", "pre", "--mask_dir", str(tmp_path / "omp" / "mask.pt")]))
+    after = P.current_masks(load_model_with_mask(tiny_bert_dir, tmp_path / "omp" / "mask.pt"))
+    assert S.is_structured(after, 16)
+    args = json.loads((ft / "args.json").read_text())
+    assert args["provenance"]["mask"]["record"]["structure"] == "heads_ffn"
+    assert 45 < res["initial_sparsity"] < 55  # percent of the paper's set (pooler dense)
+
+
+def load_model_with_mask(model_dir, mask_path):
+    from utils.models import load_model
+
+    model = load_model("squad", str(model_dir))
+    P.apply_masks(model, P.load_mask(mask_path, model))
+    return model
