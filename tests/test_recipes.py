@@ -214,3 +214,14 @@ def test_unpack_masks_restores_missing_tickets_only(tmp_path):
     assert (ck / "mask.pt").read_bytes() == b"ticket bytes"
     assert (other / "mask.pt").read_bytes() == b"already here"  # an existing mask is never replaced
     assert not list(tmp_path.rglob("*.part"))
+
+
+def test_train_all_tasks_use_every_row(glue_root):
+    env = {"PROFILE": "small", "TASKS": "MRPC", "DATA": str(glue_root / "glue"), "MODEL": str(glue_root / "model"),
+           "OUT": str(glue_root / "runs")}
+    capped = lines_of(recipe("glue_tickets.sh", env, "--dry-run").stdout)
+    full = lines_of(recipe("glue_tickets.sh", {**env, "TRAIN_ALL": "MRPC"}, "--dry-run").stdout)
+    python_runs = [r for r in capped if "glue_trans.py" in r or "LT_glue.py" in r]
+    assert python_runs and all("--max_train_samples 2000" in r for r in python_runs)
+    assert len(full) == len(capped) and not any("--max_train_samples" in r for r in full)
+    assert all("--max_eval_samples 500" in r for r in full if "glue_trans.py" in r)
