@@ -286,3 +286,14 @@ def test_minilm_mrpc_both_scripts(shared_data, tmp_path):
                                     "--max_steps", "1", "--logging_steps", "0", "--save_steps", "0"])
     assert tuned["initial_sparsity"] == pytest.approx(20.0, abs=0.01)
     assert 0.0 <= tuned["final"]["acc"] <= 1.0 and tuned["final"]["step"] == 1
+
+
+def test_finetuned_folder_with_another_head_loads_with_a_fresh_head(tiny_bert_dir, tmp_path, capsys):
+    """A --save_model folder of a 2-label task used for a 1-label task (STS-B): the backbone
+    loads, the head starts fresh with a note (transformers alone raises a traceback)."""
+    two = load_model("glue", str(tiny_bert_dir), num_labels=2)
+    two.save_pretrained(tmp_path / "mrpc_model")
+    one = load_model("glue", str(tmp_path / "mrpc_model"), num_labels=1)
+    assert tuple(one.classifier.weight.shape) == (1, 32)
+    assert torch.equal(one.bert.encoder.layer[1].output.dense.weight, two.bert.encoder.layer[1].output.dense.weight)
+    assert "holds a task head of another shape" in capsys.readouterr().out

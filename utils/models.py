@@ -123,13 +123,39 @@ def load_model(kind, name_or_path, init="pre", seed=42, **config_overrides):
             model.bert.pooler.apply(model._init_weights)
         return model
     try:
-        model = cls.from_pretrained(name_or_path, config=config)
+        model = _from_pretrained(cls, name_or_path, config)
     except (OSError, ValueError) as err:
         raise UserError(f"--model_name_or_path {name_or_path}: cannot load weights: "
                         f"{first_line(err, 200)}") from None
     if kind == "pretrain" and _missing_mlm_head(name_or_path):
         print(f"note: {name_or_path} has no MLM head; cls.predictions starts random")
     return attach_pooler(model, name_or_path)
+
+
+def _from_pretrained(cls, name_or_path, config):
+    """``from_pretrained``; a fine-tuned folder whose task head has another shape (another
+    ``num_labels``) loads with that head fresh, as a head missing from the folder would, and
+    says so. A backbone of another shape is still refused."""
+    try:
+        return cls.from_pretrained(name_or_path, config=config)
+    except RuntimeError as err:
+        if "ignore_mismatched_sizes" not in str(err):
+            raise
+    model = cls.from_pretrained(name_or_path, config=config, ignore_mismatched_sizes=True)
+    reference = cls(config).state_dict()
+    from safetensors import safe_open
+
+    weights = Path(name_or_path) / "model.safetensors"
+    if weights.is_file():
+        with safe_open(str(weights), "pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if k.startswith("bert.")}
+        bad = [k for k, shape in shapes.items() if k in reference and shape != tuple(reference[k].shape)]
+        if bad:
+            raise UserError(f"--model_name_or_path {name_or_path}: {bad[0]} has shape {shapes[bad[0]]}, "
+                            f"the config asks for {tuple(reference[bad[0]].shape)}")
+    print(f"note: {name_or_path} holds a task head of another shape (another number of labels?); "
+          "it starts fresh")
+    return model
 
 
 def check_model_limits(args):
