@@ -22,7 +22,7 @@ def atomic_write(path, write_fn):
         write_fn(tmp)
         if _kill_requested(path.name):  # fault injection (tests)
             _die_half_written(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
+        os.chmod(tmp, usual_mode())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -40,6 +40,12 @@ def _read_umask():
 
 
 _UMASK = _read_umask()  # read once: os.umask is process-wide, and states are written from a thread
+
+
+def usual_mode(folder=False):
+    """The permissions a plain ``open``/``mkdir`` would give under this process's umask
+    (``tempfile`` makes 0600 files and 0700 folders)."""
+    return (0o777 if folder else 0o666) & ~_UMASK
 
 
 def _kill_requested(name):

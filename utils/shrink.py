@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from utils.errors import UserError
-from utils.io import _UMASK
+from utils.io import usual_mode
 
 HEADS_ATTR = "bert_tickets_heads"  # config.json: attention heads kept, per layer
 INTERMEDIATE_ATTR = "bert_tickets_intermediate"  # config.json: FFN neurons kept, per layer
@@ -304,7 +304,7 @@ def save_model_folder(model, out_dir, tokenizer_source):
         _copy_tokenizer(tokenizer_source, tmp)  # first: the source may be out_dir itself
         save_weights(model, tmp)  # model.safetensors + config.json
         if not out.exists():
-            os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700 folders
+            os.chmod(tmp, usual_mode(folder=True))  # mkdtemp makes 0700 folders
             os.replace(tmp, out)
             return out
         for name in STALE_WEIGHTS:  # weights of an earlier export would shadow nothing but confuse
