@@ -18,12 +18,12 @@ from pathlib import Path
 import torch
 
 from utils.args import Parser, add_structure_arg, command_of
-from utils.errors import run_cli
+from utils.errors import UserError, run_cli
 from utils.io import atomic_write
 from utils.models import HEADS, load_model
 from utils.provenance import checkpoint_identity, environment, write_record
 from utils.pruning import PRUNABLE_SETS, effective_state_dict, format_sparsity, global_magnitude_prune, save_mask
-from utils.structured import structured_prune
+from utils.structured import resolve_prunable_set, structured_prune
 from utils.train import plain_args
 
 
@@ -46,10 +46,10 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if not 0.0 <= args.rate <= 1.0:
         p.error(f"--rate must lie in [0, 1], got {args.rate}")
-    if args.structure == "heads_ffn":
-        if "--prunable_set" in args.argv and args.prunable_set == "paper":
-            p.error("--structure heads_ffn leaves the pooler dense: it cannot be combined with --prunable_set paper")
-        args.prunable_set = "no_pooler"
+    try:
+        resolve_prunable_set(args)
+    except UserError as err:
+        p.error(str(err))
     return args
 
 

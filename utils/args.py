@@ -155,7 +155,9 @@ def add_imp_args(p, rewind_default="pretrained"):
 
 def add_structure_arg(p):
     """``--structure`` (IMP scripts and oneshot.py)."""
-    p.add_argument("--structure", choices=("unstructured", "heads_ffn"), default="unstructured",
+    from utils.structured import STRUCTURES
+
+    p.add_argument("--structure", choices=STRUCTURES, default="unstructured",
                    help="unstructured: single weights (the paper's); heads_ffn: whole attention heads and "
                         "FFN neurons, ranked by mean |w| per structure, every layer keeping one head; "
                         "the pooler stays dense and sparsity counts the encoder (implies "

@@ -29,7 +29,7 @@ from utils.pruning import (
     unwrap,
     warn_emptied,
 )
-from utils.structured import check_structure, max_sparsity, structured_prune
+from utils.structured import max_sparsity, resolve_prunable_set, structured_prune
 from utils.train import Trainer, plain_args, save_args, save_weights
 
 
@@ -277,15 +277,9 @@ def structure_plan(args, model, events):
     """``--structure heads_ffn``: the pooler stays dense (``--prunable_set no_pooler``; an
     explicit ``--prunable_set paper`` conflicts), and the events beyond the one-head rule's
     largest sparsity are announced."""
-    from utils.errors import UserError
-
-    args.structure = getattr(args, "structure", "unstructured")
+    resolve_prunable_set(args)
     if args.structure != "heads_ffn":
         return
-    if "--prunable_set" in getattr(args, "argv", []) and args.prunable_set == "paper":
-        raise UserError("--structure heads_ffn leaves the pooler dense: it cannot be combined with "
-                        "--prunable_set paper")
-    args.prunable_set = check_structure(args.structure, args.prunable_set)
     top = max_sparsity(unwrap(model))
     capped = [k for k in range(1, events + 1) if k / args.imp_rounds > top + 1e-12]
     if capped:

@@ -142,7 +142,7 @@ def _from_pretrained(cls, name_or_path, config):
         if "ignore_mismatched_sizes" not in str(err):
             raise
     model = cls.from_pretrained(name_or_path, config=config, ignore_mismatched_sizes=True)
-    reference = cls(config).state_dict()
+    reference = model.state_dict()  # the config's shapes
     from safetensors import safe_open
 
     weights = Path(name_or_path) / "model.safetensors"

@@ -116,7 +116,9 @@ def _layers(model):
 def resize_layers(model, heads, intermediate):
     """Cut every layer to its first ``heads[l]`` heads and ``intermediate[l]`` neurons (the
     architecture of a shrunk folder, before its weights are loaded). Records the sizes."""
-    d = model.config.hidden_size // model.config.num_attention_heads
+    from utils.structured import head_size
+
+    d = head_size(model)
     for layer, h, n in zip(_layers(model), heads, intermediate):
         _slice_layer(layer, torch.arange(h), torch.arange(n), d)
     record_sizes(model)
@@ -125,7 +127,9 @@ def resize_layers(model, heads, intermediate):
 
 def layer_sizes(model):
     """``(heads per layer, FFN neurons per layer)`` read from the modules."""
-    d = model.config.hidden_size // model.config.num_attention_heads
+    from utils.structured import head_size
+
+    d = head_size(model)
     layers = _layers(model)
     return ([lay.attention.self.query.out_features // d for lay in layers],
             [lay.intermediate.dense.out_features for lay in layers])

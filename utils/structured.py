@@ -252,8 +252,12 @@ def structure_report(masks, d):
     }
 
 
-def check_structure(structure, prunable_set):
-    """``--structure`` with ``--prunable_set``: heads_ffn leaves the pooler dense (no_pooler)."""
-    if structure not in STRUCTURES:
-        raise UserError(f"--structure must be one of {', '.join(STRUCTURES)}, not {structure!r}")
-    return "no_pooler" if structure == "heads_ffn" else prunable_set
+def resolve_prunable_set(args):
+    """``--structure heads_ffn`` leaves the pooler dense: ``args.prunable_set`` becomes
+    ``no_pooler``; an explicit ``--prunable_set paper`` on the command line conflicts."""
+    if getattr(args, "structure", "unstructured") != "heads_ffn":
+        return
+    if "--prunable_set" in getattr(args, "argv", []) and args.prunable_set == "paper":
+        raise UserError("--structure heads_ffn leaves the pooler dense: it cannot be combined with "
+                        "--prunable_set paper")
+    args.prunable_set = "no_pooler"

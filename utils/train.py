@@ -288,6 +288,7 @@ class Trainer:
         self.skip, self.pending_rng, self.resume_gen = 0, None, None
         self.total_loss = self.logged_loss = 0.0
         self.state_hooks = {}  # name -> (get() -> dict, set(dict)): e.g. the IMP runner's counter
+        self.state_buffers, self.state_writer = StateBuffers(), None  # see save_state
         steps_per_epoch = max(1, len(self.loader or ()) // args.gradient_accumulation_steps)
         if args.max_steps > 0:
             self.t_total = args.max_steps
@@ -480,8 +481,6 @@ class Trainer:
             epoch, done = epoch + 1, 0
             gen_state = self.gen.get_state() if self.gen is not None else None
         model = unwrap(self.model)
-        if not hasattr(self, "state_buffers"):
-            self.state_buffers = StateBuffers()
         buf = self.state_buffers
         return {"global_step": self.global_step, "epoch": epoch, "batches_done": done,
                 "epoch_gen_state": gen_state,
@@ -518,9 +517,8 @@ class Trainer:
 
     def wait_for_state(self):
         """Block until the state being written in the background is on disk (re-raises its error)."""
-        writer = getattr(self, "state_writer", None)
-        if writer is not None:
-            writer.join()
+        if self.state_writer is not None:
+            self.state_writer.join()
             self.state_writer = None
 
     def resume_from(self, state):

@@ -162,18 +162,28 @@ def timed_step(trainer, batch, device):
     return time.perf_counter() - start
 
 
-def interleaved_times(trainers, batch, opts):
-    """Per variant, the times of ``opts.steps`` steps after ``opts.warmup``; the variants take
-    turns (order rotated every repetition) so machine noise hits all of them alike."""
-    names = list(trainers)
+def interleaved(fns, opts):
+    """Per variant, the seconds of ``opts.steps`` calls of ``fns[name]()`` after ``opts.warmup``;
+    the variants take turns (order rotated every repetition) so machine noise hits all of them
+    alike."""
+    names = list(fns)
     times = {n: [] for n in names}
     for rep in range(opts.warmup + opts.steps):
         shift = rep % len(names)
         for name in names[shift:] + names[:shift]:
-            t = timed_step(trainers[name], batch, opts.device)
+            synchronize(opts.device)
+            start = time.perf_counter()
+            fns[name]()
+            synchronize(opts.device)
             if rep >= opts.warmup:
-                times[name].append(t)
+                times[name].append(time.perf_counter() - start)
     return times
+
+
+def interleaved_times(trainers, batch, opts):
+    """:func:`interleaved` over one real training step of each trainer."""
+    return interleaved({n: (lambda t=t: (t.forward_backward(batch), t.optimizer_step())) for n, t in trainers.items()},
+                       opts)
 
 
 def timed(fn, *args):

@@ -31,13 +31,12 @@ left out (together under 1 % of the 715 GFLOP of BERT-base's encoder at 32 x 128
 """
 import copy
 import gc
-import time
 
 import torch
 
 from scripts.benchmarks.harness import (
-    SHAPES, base_record, build_model, log, make_trainer, median, random_batch, rounded, shape_dict,
-    synchronize)
+    SHAPES, base_record, build_model, interleaved, interleaved_times, log, make_trainer, median, random_batch,
+    rounded, shape_dict)
 
 SPARSITIES = (50, 70)  # encoder sparsity, percent
 TARGET_SHAPE, TARGET_SPARSITY, TARGET_SPEEDUP = "bert-base", 50, 1.5
@@ -62,35 +61,9 @@ def encoder_flops(heads, neurons, hidden, head_size, batch, seq):
     return total
 
 
-def encoder_sparsity(masks):
-    """Percent of the encoder's prunable weights (the six matrices per layer) a mask prunes: the
-    sparsity structured_prune targets (the pooler, dense, is left out)."""
-    enc = [m for k, m in masks.items() if k.startswith("bert.encoder.")]
-    total = sum(m.numel() for m in enc)
-    return 100.0 * (total - sum(int(m.count_nonzero()) for m in enc)) / total
-
-
 def encoder_parameters(model):
     """Parameters of ``model.bert.encoder`` (every layer: projections, FFN, LayerNorms, biases)."""
     return sum(p.numel() for p in model.bert.encoder.parameters())
-
-
-def interleaved(fns, opts):
-    """Per variant, the seconds of ``opts.steps`` calls after ``opts.warmup``; the variants take
-    turns in an order rotated every repetition (as ``harness.interleaved_times`` does for
-    trainers), so machine noise hits all of them alike."""
-    names = list(fns)
-    times = {n: [] for n in names}
-    for rep in range(opts.warmup + opts.steps):
-        shift = rep % len(names)
-        for name in names[shift:] + names[:shift]:
-            synchronize(opts.device)
-            start = time.perf_counter()
-            fns[name]()
-            synchronize(opts.device)
-            if rep >= opts.warmup:
-                times[name].append(time.perf_counter() - start)
-    return times
 
 
 def forward_fn(model, inputs):
@@ -100,15 +73,6 @@ def forward_fn(model, inputs):
     def run():
         with torch.inference_mode():
             model(**inputs)
-    return run
-
-
-def train_fn(trainer, batch):
-    """One real training step: forward, backward, gradient masking (none here), clipping,
-    AdamW, schedule."""
-    def run():
-        trainer.forward_backward(batch)
-        trainer.optimizer_step()
     return run
 
 
@@ -131,6 +95,7 @@ def target_fields(shape, sparsity, infer_ratio):
 
 def figure_structured(opts):
     """Records per shape and sparsity (yielded once the shape is measured)."""
+    from utils.pruning import sparsity_report
     from utils.shrink import count_parameters, layer_sizes, shrink_model
     from utils.structured import head_size, structured_prune
 
@@ -147,7 +112,8 @@ def figure_structured(opts):
             s, _ = shrink_model(copy.deepcopy(m), masks)
             heads, neurons = layer_sizes(s)
             masked[sp], shrunk[sp] = m, s
-            info[sp] = {"sparsity": round(encoder_sparsity(masks), 3), "heads": heads, "neurons": neurons}
+            sparsity = sparsity_report(masks, prunable_set="no_pooler")["prunable"]["sparsity"]  # the encoder
+            info[sp] = {"sparsity": round(sparsity, 3), "heads": heads, "neurons": neurons}
         batch = random_batch(opts.batch, opts.seq, vocab, opts.seed, opts.device)
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         one = {k: v[:1] for k, v in inputs.items()}
@@ -161,7 +127,7 @@ def figure_structured(opts):
         del masked, fns
         gc.collect()
         trainers = {n: make_trainer(models[n], batch, opts, opts.batch) for n in names}  # .train()
-        times["train"] = interleaved({n: train_fn(t, batch) for n, t in trainers.items()}, opts)
+        times["train"] = interleaved_times(trainers, batch, opts)
         med = {k: {n: median(v) for n, v in t.items()} for k, t in times.items()}
 
         params = {"dense": count_parameters(dense), "dense_encoder": encoder_parameters(dense)}
