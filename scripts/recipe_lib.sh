@@ -1,6 +1,8 @@
 # Shared by the recipes in scripts/ (sourced, not run): a queue of runs that skips every run
 # whose completion marker exists, says "run i/N" as it goes, prints instead of running under
-# --dry-run, and runs up to $JOBS at once (OMP_NUM_THREADS split between them).
+# --dry-run, and runs up to $JOBS at once (OMP_NUM_THREADS split between them). A run holds a
+# lock (flock on LOG.lock) while it runs, so a second copy of the same recipe started beside the
+# first (another core, another GPU) skips it and takes the next one.
 #
 #   add_run STAGE MARKER LOG COMMAND...  queue one run (MARKER: the file whose presence means
 #                                        done); a stage starts when every run of the ones before
@@ -66,14 +68,40 @@ _run_one() {  # index total
     return 0
   fi
   mkdir -p "$(dirname "$log")"
+  local lockfd="" rc=0
+  if command -v flock >/dev/null; then  # a second queue of the same recipe leaves this run alone
+    exec {lockfd}>"$log.lock"
+    if ! flock -n "$lockfd"; then
+      exec {lockfd}>&-
+      echo "$label: running in another queue, skipped"
+      return 0
+    fi
+    if [ -e "$marker" ]; then  # finished by another queue since the check above
+      exec {lockfd}>&-
+      echo "$label: finished, skipped ($marker)"
+      return 0
+    fi
+  fi
   echo "$label: $cmd   (log: $log)"
   local start=$SECONDS
   if (cd "$ROOT" && eval "$cmd") >"$log" 2>&1; then
     echo "$label: done in $((SECONDS - start)) s"
   else
     echo "$label: FAILED after $((SECONDS - start)) s; see $log" >&2
-    return 1
+    rc=1
   fi
+  [ -z "$lockfd" ] || exec {lockfd}>&-
+  return $rc
+}
+
+# Before a stage starts: wait for every unfinished run of the stages before it that another
+# queue is running (its lock), so that masks exist before they are fine-tuned.
+_await_earlier() {  # index of the stage's first run
+  local j
+  command -v flock >/dev/null || return 0
+  for ((j = 0; j < $1; j++)); do
+    [ -e "${QUEUE_MARKERS[$j]}" ] || [ ! -e "${QUEUE_LOGS[$j]}.lock" ] || flock "${QUEUE_LOGS[$j]}.lock" true
+  done
 }
 
 run_queue() {
@@ -82,13 +110,20 @@ run_queue() {
   for ((i = 0; i < n; i++)); do [ -e "${QUEUE_MARKERS[$i]}" ] || todo=$((todo + 1)); done
   echo "$n runs, $todo to do ($((n - todo)) finished)"
   if [ "$JOBS" -le 1 ] || [ "$DRY_RUN" = 1 ]; then
-    for ((i = 0; i < n; i++)); do _run_one "$i" "$n" || failed=1; done
+    for ((i = 0; i < n; i++)); do
+      if [ "${QUEUE_STAGES[$i]}" != "$stage" ]; then
+        [ "$DRY_RUN" = 1 ] || _await_earlier "$i"
+        stage=${QUEUE_STAGES[$i]}
+      fi
+      _run_one "$i" "$n" || failed=1
+    done
   else
     local threads=$(( $(nproc) / JOBS )); [ "$threads" -ge 1 ] || threads=1
     export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$threads}
     for ((i = 0; i < n; i++)); do
       if [ "${QUEUE_STAGES[$i]}" != "$stage" ]; then  # next stage: wait for the runs before it
         while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
+        _await_earlier "$i"
         stage=${QUEUE_STAGES[$i]}
       fi
       while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || failed=1; done

@@ -2,6 +2,7 @@
 runs what is missing, stage by stage, and says run i/N."""
 import json
 import os
+import time
 import subprocess
 from pathlib import Path
 
@@ -112,6 +113,33 @@ run_queue
     assert log.read_text().split() == ["a", "c"]  # c (stage 2) waited for a (stage 1)
     again = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
     assert "3 runs, 0 to do (3 finished)" in again.stdout and log.read_text().split() == ["a", "c"]
+
+
+def test_two_queues_share_the_runs(tmp_path):
+    """Two copies of one recipe started together: each run happens once (the lock), and the
+    second stage of either copy starts only after the first stage's runs, wherever they ran."""
+    script = tmp_path / "mini.sh"
+    log = tmp_path / "order.txt"
+    script.write_text(f"""set -euo pipefail
+source {ROOT}/scripts/recipe_lib.sh
+D={tmp_path}
+add_run 1 $D/a.done $D/a.log "sleep 1.5; echo a >> {log}; touch $D/a.done"
+add_run 1 $D/b.done $D/b.log "sleep 1.5; echo b >> {log}; touch $D/b.done"
+add_run 2 $D/c.done $D/c.log "test -e $D/a.done && test -e $D/b.done; echo c >> {log}; touch $D/c.done"
+run_queue
+""")
+    env = {**os.environ, "JOBS": "1"}
+    first = subprocess.Popen(["bash", str(script)], env=env, stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while not (tmp_path / "a.log").exists() and time.time() < deadline:
+        time.sleep(0.05)  # the first copy holds run 1 once its log exists
+    second = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
+    out1, _ = first.communicate(timeout=60)
+    assert first.returncode == 0 and second.returncode == 0, second.stderr
+    assert "run 1/3: running in another queue, skipped" in second.stdout
+    assert sorted(log.read_text().split()) == ["a", "b", "c"]  # each once
+    assert log.read_text().split()[-1] == "c"
+    assert "run 1/3: done" in out1
 
 
 def test_failed_run_reported(tmp_path):
