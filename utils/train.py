@@ -15,6 +15,7 @@ exactly ``--max_steps`` updates (the original made one more), ``--max_steps`` al
 ``t_total``, step counting starts at 0 in every script (the SQuAD scripts started at 1), and
 TensorBoard files go to ``<output_dir>/runs`` instead of ``./runs``.
 """
+import atexit
 import copy
 import json
 import math
@@ -56,6 +57,7 @@ def setup_device(args):
         backend = "nccl" if torch.cuda.is_available() and not args.no_cuda else "gloo"
         if not dist.is_initialized():
             dist.init_process_group(backend=backend)
+            atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
         if backend == "nccl":
             torch.cuda.set_device(local_rank)
             args.device = torch.device("cuda", local_rank)
