@@ -17,11 +17,11 @@ DATA=${DATA:-../shared/data/glue}
 OUT=${OUT:-runs/gpu_check}
 PY=${PYTHON:-python3}
 RUNS=$OUT/runs
-mkdir -p "$RUNS"
 if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
   echo "error: gpu_check.sh needs a CUDA device (torch.cuda.is_available() is False)" >&2
   exit 2
 fi
+mkdir -p "$RUNS"
 
 step() {  # NAME LIMIT_S COMMAND...: run with a time limit, log to $RUNS/NAME.log, say how it ended
   local name=$1 limit=$2 start=$SECONDS rc

@@ -253,3 +253,12 @@ def test_train_all_tasks_use_every_row(glue_root):
     assert python_runs and all("--max_train_samples 2000" in r for r in python_runs)
     assert len(full) == len(capped) and not any("--max_train_samples" in r for r in full)
     assert all("--max_eval_samples 500" in r for r in full if "glue_trans.py" in r)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the refusal without CUDA")
+def test_gpu_check_refuses_without_cuda(tmp_path):
+    res = recipe("gpu_check.sh", {"PYTHON": "python3", "OUT": str(tmp_path / "g")})
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        "error: gpu_check.sh needs a CUDA device (torch.cuda.is_available() is False)"]
+    assert res.stdout == "" and not (tmp_path / "g").exists()
