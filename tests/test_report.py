@@ -10,13 +10,13 @@ import pytest
 import report
 from utils.errors import UserError
 from utils.figures import plot_curve
-from utils.report import collect, curves, mean_std, summarise, table2, transfer_matrix, write_report
+from utils.report import collect, curves, mean_std, settings_of, summarise, table2, transfer_matrix, write_report
 
 BASELINES = {"sts-b": ("pearson", 0.0), "mrpc": ("acc", 68.4), "cola": ("mcc", 0.0)}
 
 
 def write_run(folder, task, score, seed=1, mask=None, init="pre", pertub=None, finished=True,
-              script="glue_trans.py"):
+              script="glue_trans.py", extra=None):
     """A fine-tuning run as glue_trans.py writes it: args.json (with the loaded mask's record),
     results.json and, when finished, complete.json."""
     metric, base = BASELINES[task]
@@ -26,7 +26,7 @@ def write_run(folder, task, score, seed=1, mask=None, init="pre", pertub=None, f
         provenance["mask"] = {"path": "somewhere/mask.pt", "sha256": mask.get("sha256", "x"), "record": mask}
     if pertub is not None:
         provenance["weight_pertub"] = {"path": "tmp/shuffle_weight.pt", "sha256": "p", "record": pertub}
-    args = {"script": script, "seed": seed, "dir": init, "task_name": task, "provenance": provenance}
+    args = {"script": script, "seed": seed, "dir": init, "task_name": task, "provenance": provenance, **(extra or {})}
     value = score / (1 if task == "squad" else 100)
     final = {"step": 10, "sparsity": 0.0, metric: value, "tag": "final"}
     baseline = {"metric": metric, "value": base, "what": "test"}
@@ -88,6 +88,25 @@ def test_constant_prediction_counts_zero(tmp_path):
     text = report.main([str(r), "--out", str(tmp_path / "o"), "--no_figures"])
     assert "1 run(s) predicted a constant on every dev row" in text and ": t." in text
     assert "| 50% | 0.0 |" in text
+
+
+def test_pooled_runs_that_differ_are_named(runs, tmp_path):
+    """The fixture's runs share their settings: no note. A dense run at another learning rate
+    and precision, and a repeated seed, are named. The model is the weights' hash; a re-init
+    run has none (its random weights are not another model)."""
+    text = report.main([str(runs), "--out", str(tmp_path / "o0"), "--no_figures"])
+    assert "Pooled although they differ" not in text
+    write_run(runs / "lr", "cola", 60.0, seed=3, extra={"learning_rate": 2e-5, "amp_dtype": "torch.float16"})
+    text = report.main([str(runs), "--out", str(tmp_path / "o1"), "--no_figures"])
+    notes = [line for line in text.splitlines() if line.startswith("- CoLA")]
+    assert notes == [
+        "- CoLA: learning_rate differs: None (6: c/d1, c/d2, c/d3, …); 2e-05 (1: lr)",
+        "- CoLA: amp_dtype differs: None (6: c/d1, c/d2, c/d3, …); torch.float16 (1: lr)",
+        "- CoLA full model: seed 3 × 2 (c/d3, lr); its ± is not a spread over seeds"]
+    pre = {"provenance": {"checkpoint": {"init": "pre", "weights_sha256": "0123456789abcdef"}},
+           "per_gpu_train_batch_size": 8, "world_size": 4, "gradient_accumulation_steps": 2}
+    assert settings_of(pre)["model"] == "0123456789ab" and settings_of(pre)["global_batch"] == 64
+    assert settings_of({"dir": "rand", "provenance": {"checkpoint": {"init": "rand"}}})["model"] is None
 
 
 def test_mean_and_sample_std():

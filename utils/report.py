@@ -16,6 +16,7 @@ standard deviation and the first rule falls back to the second (said in the outp
 """
 import csv
 import io
+import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -72,6 +73,67 @@ def _mask_index(root, run_dirs, args_by_dir, results_by_dir):
     return index
 
 
+# The fine-tuning settings a score depends on. Scores that one task's tables put side by side
+# (the full model's seeds, the cells, the ticket against the full model) should share them.
+SETTINGS = ("model", "learning_rate", "num_train_epochs", "max_steps", "max_train_samples", "max_eval_samples",
+            "max_seq_length", "global_batch", "amp_dtype", "weight_decay", "warmup_steps")
+
+
+def settings_of(args):
+    """The run's values of ``SETTINGS``; ``model`` is the checkpoint's weights hash (its path
+    when the run recorded no hash; None for a random re-init, which is compared on the rest),
+    ``global_batch`` per-process batch x processes x accumulation."""
+    ckpt = (args.get("provenance") or {}).get("checkpoint") or {}
+    out = {k: args.get(k) for k in SETTINGS}
+    out["model"] = (ckpt.get("weights_sha256") or "")[:12] or args.get("model_name_or_path")
+    if args.get("dir") == "rand" or ckpt.get("init") == "rand":
+        out["model"] = None  # random re-init: no pre-trained weights to compare
+    try:
+        out["global_batch"] = (int(args["per_gpu_train_batch_size"]) * int(args.get("world_size") or 1)
+                               * int(args.get("gradient_accumulation_steps") or 1))
+    except (KeyError, TypeError, ValueError):
+        out["global_batch"] = None
+    return out
+
+
+def pooling_notes(finished):
+    """Lines naming what one task's tables pool although it differs: a setting with several
+    values among the task's fine-tunes, and a seed repeated within the full model or a cell
+    (its ± is then not a spread over seeds)."""
+    notes, by_task, groups = [], defaultdict(list), defaultdict(list)
+    for r in finished:
+        if r["kind"] != "finetune" or r["score"] is None or r.get("method") not in METHODS:
+            continue
+        by_task[r["task"]].append(r)
+        if r["method"] == "full" or r.get("source") == r["task"] or r["method"] in ("random", "omp"):
+            groups[(r["task"], r["method"], r.get("set"), level(r["sparsity"]) if r["method"] != "full" else None)].append(r)
+    for task in sorted(by_task):
+        runs = by_task[task]
+        for key in SETTINGS:
+            values = defaultdict(list)
+            for r in runs:
+                value = (r.get("settings") or {}).get(key)
+                if key == "model" and value is None:
+                    continue
+                values[json.dumps(value)].append(r["path"])
+            if len(values) > 1:
+                parts = []
+                for v, paths in sorted(values.items(), key=lambda kv: -len(kv[1])):
+                    shown = ", ".join(sorted(paths)[:3]) + (", …" if len(paths) > 3 else "")
+                    parts.append(f"{json.loads(v)} ({len(paths)}: {shown})")
+                notes.append(f"{task_label(task)}: {key} differs: " + "; ".join(parts))
+    for (task, method, pset, lv), runs in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        seeds = defaultdict(list)
+        for r in runs:
+            seeds[r.get("seed")].append(r["path"])
+        for seed, paths in sorted(seeds.items(), key=lambda kv: str(kv[0])):
+            if len(paths) > 1:
+                where = "full model" if method == "full" else f"{LABELS.get(method, method)}, set {pset}, {lv}%"
+                notes.append(f"{task_label(task)} {where}: seed {seed} × {len(paths)} ({', '.join(sorted(paths))}); "
+                             "its ± is not a spread over seeds")
+    return notes
+
+
 def classify(args, results, complete, mask_index=None):
     """What one run is: a dict with ``kind`` (``imp`` search or ``finetune``), ``task``,
     ``method`` (full | imp | random | omp | reinit | shuffled | other), ``source`` (the task
@@ -85,7 +147,7 @@ def classify(args, results, complete, mask_index=None):
         kind = "imp" if str(args.get("script", "")).startswith("LT_") or "(IMP)" in str(args.get("script", "")) else "finetune"
     run = {"task": task, "kind": kind, "script": args.get("script"), "seed": args.get("seed"),
            "finished": bool(complete), "score": None, "metric": None,
-           "baseline": complete.get("baseline") or results.get("baseline")}
+           "baseline": complete.get("baseline") or results.get("baseline"), "settings": settings_of(args)}
     head = complete.get("headline")
     if head:
         run["score"], run["metric"] = head.get("value"), head.get("metric")
@@ -323,6 +385,11 @@ def render(finished, unfinished, transfer_sparsity=70):
     if constant:
         out += ["", f"{len(constant)} run(s) predicted a constant on every dev row (the metric is undefined "
                 "there; counted 0, as the trivial baseline): " + ", ".join(constant) + "."]
+
+    pooled = pooling_notes(finished)
+    if pooled:
+        out += ["", "Pooled although they differ (their scores are not comparable as they stand):", ""]
+        out += [f"- {n}" for n in pooled]
 
     # IMP curves
     cv = curves(summary)
