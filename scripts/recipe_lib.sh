@@ -135,6 +135,15 @@ run_queue() {
     echo "error: some runs failed (see their logs); re-run the same command to retry only those" >&2
     return 1
   fi
+  if [ "$DRY_RUN" != 1 ]; then  # runs another queue held: wait for them, then check they finished
+    _await_earlier "$n"
+    local left=0
+    for ((i = 0; i < n; i++)); do [ -e "${QUEUE_MARKERS[$i]}" ] || left=$((left + 1)); done
+    if [ "$left" -gt 0 ]; then
+      echo "error: $left run(s) held by another queue did not finish; re-run the same command to retry them" >&2
+      return 1
+    fi
+  fi
 }
 
 # Bytes of one bool mask file and of the model's weights, from the checkpoint's config.

@@ -134,12 +134,32 @@ run_queue
     while not (tmp_path / "a.log").exists() and time.time() < deadline:
         time.sleep(0.05)  # the first copy holds run 1 once its log exists
     second = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert all((tmp_path / f"{x}.done").exists() for x in "abc")  # it waited for the runs held by the first
     out1, _ = first.communicate(timeout=60)
     assert first.returncode == 0 and second.returncode == 0, second.stderr
     assert "run 1/3: running in another queue, skipped" in second.stdout
     assert sorted(log.read_text().split()) == ["a", "b", "c"]  # each once
     assert log.read_text().split()[-1] == "c"
     assert "run 1/3: done" in out1
+
+
+def test_run_failed_in_the_other_queue_is_reported(tmp_path):
+    script = tmp_path / "mini.sh"
+    script.write_text(f"""set -euo pipefail
+source {ROOT}/scripts/recipe_lib.sh
+add_run 1 {tmp_path}/a.done {tmp_path}/a.log "sleep 1.5; exit 3"
+run_queue
+""")
+    first = subprocess.Popen(["bash", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while not (tmp_path / "a.log").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    second = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
+    first.communicate(timeout=60)
+    assert first.returncode == 1 and second.returncode == 1
+    assert "run 1/1: running in another queue, skipped" in second.stdout
+    assert second.stderr.strip().splitlines() == [
+        "error: 1 run(s) held by another queue did not finish; re-run the same command to retry them"]
 
 
 def test_failed_run_reported(tmp_path):
