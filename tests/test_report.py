@@ -2,8 +2,10 @@
 write): means and stds, the ticket sparsity under both rules, the transfer matrix, unfinished
 runs and missing cells, figures and their data."""
 import csv
+import gzip
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -274,7 +276,6 @@ def test_bench_file_errors(runs, tmp_path):
 
 
 def test_slim_copy_keeps_records_and_chosen_tickets_gzipped(tmp_path):
-    import gzip
 
     import torch
 
@@ -305,6 +306,11 @@ def test_slim_copy_keeps_records_and_chosen_tickets_gzipped(tmp_path):
     for step in (315, 441):
         packed = dst / "mrpc" / "imp_no_pooler" / f"checkpoint-{step}" / "mask.pt.gz"
         assert gzip.decompress(packed.read_bytes()) == (imp / f"checkpoint-{step}" / "mask.pt").read_bytes()
+    again = tmp_path / "slim_again"  # the same masks pack to the same bytes (no churn in git)
+    slim_copy(src, again, mask_levels=[50, 70])
+    for step in (315, 441):
+        rel = Path("mrpc") / "imp_no_pooler" / f"checkpoint-{step}" / "mask.pt.gz"
+        assert (again / rel).read_bytes() == (dst / rel).read_bytes()
     # without levels: JSON only
     assert slim_copy(src, tmp_path / "json_only") == 9
     # the flag: levels only with --slim_copy, in percent

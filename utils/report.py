@@ -625,8 +625,9 @@ def slim_copy(src, dst, mask_levels=()):
                 target = dst / mask.relative_to(src)
                 gz = target.with_name(target.name + ".gz")
 
-                def write(tmp, mask=mask):
-                    with open(mask, "rb") as f_in, gzip.GzipFile(tmp, "wb", mtime=0) as f_out:
+                def write(tmp, mask=mask):  # no name or time in the header: same mask, same bytes
+                    with open(mask, "rb") as f_in, open(tmp, "wb") as raw, \
+                            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as f_out:
                         shutil.copyfileobj(f_in, f_out)
                 atomic_write(gz, write)
                 n += 1
