@@ -111,6 +111,21 @@ def test_pooled_runs_that_differ_are_named(runs, tmp_path):
     assert settings_of({"dir": "rand", "provenance": {"checkpoint": {"init": "rand"}}})["model"] is None
 
 
+def test_wall_time_per_task(tmp_path):
+    r = tmp_path / "runs"
+    for name, task, wall in (("d1", "sts-b", 1800), ("d2", "sts-b", 3600), ("m", "mrpc", 900)):
+        write_run(r / name, task, 80.0)
+        done = r / name / "complete.json"
+        done.write_text(json.dumps({**json.loads(done.read_text()), "wall_time_s": wall}))
+    (r / "imp").mkdir()
+    (r / "imp" / "args.json").write_text(json.dumps({"script": "LT_glue.py", "task_name": "sts-b"}))
+    (r / "imp" / "complete.json").write_text(json.dumps({"task": "sts-b", "kind": "imp", "wall_time_s": 7200}))
+    text = report.main([str(r), "--out", str(tmp_path / "o"), "--no_figures"])
+    assert "| MRPC | 0, 0.00 h | 1, 0.25 h | 0.25 h |" in text
+    assert "| STS-B | 1, 2.00 h | 2, 1.50 h | 3.50 h |" in text
+    assert "| all |  |  | 3.75 h (4 runs) |" in text
+
+
 def test_mean_and_sample_std():
     assert mean_std([80, 84, 82]) == (82.0, 2.0, 3)
     m, s, n = mean_std([85, 86])

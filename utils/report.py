@@ -147,7 +147,8 @@ def classify(args, results, complete, mask_index=None):
         kind = "imp" if str(args.get("script", "")).startswith("LT_") or "(IMP)" in str(args.get("script", "")) else "finetune"
     run = {"task": task, "kind": kind, "script": args.get("script"), "seed": args.get("seed"),
            "finished": bool(complete), "score": None, "metric": None,
-           "baseline": complete.get("baseline") or results.get("baseline"), "settings": settings_of(args)}
+           "baseline": complete.get("baseline") or results.get("baseline"), "settings": settings_of(args),
+           "wall_time_s": complete.get("wall_time_s")}
     head = complete.get("headline")
     if head:
         run["score"], run["metric"] = head.get("value"), head.get("metric")
@@ -439,11 +440,31 @@ def render(finished, unfinished, transfer_sparsity=70):
         out.append(_md_table(["source \\ target", *(task_label(t) for t in targets)], trows))
     else:
         out.append("(no transfer runs: no mask fine-tuned on a task other than its own)")
+    out += ["", "## Wall time (each finished run's own `wall_time_s`)", ""]
+    out.append(_md_table(["task", "IMP runs", "fine-tunes", "total"], wall_rows(finished)) if finished else "(none)")
     out += ["", "## Missing cells", ""]
     out += [f"- {m}" for m in missing] or ["(none)"]
     out += ["", "## Unfinished runs", ""]
     out += [f"- {u['path']}: {u['why']}" for u in unfinished] or ["(none)"]
     return "\n".join(out) + "\n", {"table2": csv_t2, "curves": csv_curves, "transfer": csv_transfer}, summary
+
+
+def wall_rows(finished):
+    """Per task: IMP runs and fine-tunes, each as "n runs, hours", and the total hours (runs
+    that ran side by side count each their own time)."""
+    def hours(runs):
+        return sum(float(r.get("wall_time_s") or 0) for r in runs) / 3600
+
+    rows, every = [], []
+    for task in sorted({r["task"] for r in finished}):
+        imp = [r for r in finished if r["task"] == task and r["kind"] == "imp"]
+        ft = [r for r in finished if r["task"] == task and r["kind"] != "imp"]
+        every += imp + ft
+        rows.append([task_label(task), f"{len(imp)}, {hours(imp):.2f} h", f"{len(ft)}, {hours(ft):.2f} h",
+                     f"{hours(imp + ft):.2f} h"])
+    if len(rows) > 1:
+        rows.append(["all", "", "", f"{hours(every):.2f} h ({len(every)} runs)"])
+    return rows
 
 
 def csv_text(rows):
