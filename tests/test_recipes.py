@@ -92,18 +92,30 @@ def test_torchrun_and_bad_profile(glue_root):
         "error: PROFILE must be paper, small or quick, not 'huge'"]
 
 
+def queue_script(tmp_path, *runs, name="mini.sh"):
+    """A script that queues ``runs`` (``add_run`` argument strings, $D = tmp_path) with
+    recipe_lib and runs the queue."""
+    script = tmp_path / name
+    body = "\n".join(f"add_run {r}" for r in runs)
+    script.write_text(f"set -euo pipefail\nsource {ROOT}/scripts/recipe_lib.sh\nD={tmp_path}\n{body}\nrun_queue\n")
+    return script
+
+
+def start_holding(script, tmp_path, held="a", **kw):
+    """Start ``script`` in the background; return once it holds run ``held`` (its log exists)."""
+    proc = subprocess.Popen(["bash", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    deadline = time.time() + 30
+    while not (tmp_path / f"{held}.log").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    return proc
+
+
 def test_queue_runs_missing_runs_in_stages(tmp_path):
     """recipe_lib's queue: runs what has no marker, stage after stage, two at a time."""
-    script = tmp_path / "mini.sh"
     log = tmp_path / "order.txt"
-    script.write_text(f"""set -euo pipefail
-source {ROOT}/scripts/recipe_lib.sh
-D={tmp_path}
-add_run 1 $D/a.done $D/a.log "sleep 0.3; echo a >> {log}; touch $D/a.done"
-add_run 1 $D/b.done $D/b.log "echo b >> {log}; touch $D/b.done"
-add_run 2 $D/c.done $D/c.log "echo c >> {log}; touch $D/c.done"
-run_queue
-""")
+    script = queue_script(tmp_path, f'1 $D/a.done $D/a.log "sleep 0.3; echo a >> {log}; touch $D/a.done"',
+                          f'1 $D/b.done $D/b.log "echo b >> {log}; touch $D/b.done"',
+                          f'2 $D/c.done $D/c.log "echo c >> {log}; touch $D/c.done"')
     (tmp_path / "b.done").write_text("")
     env = {**os.environ, "JOBS": "2"}
     res = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
@@ -118,21 +130,12 @@ run_queue
 def test_two_queues_share_the_runs(tmp_path):
     """Two copies of one recipe started together: each run happens once (the lock), and the
     second stage of either copy starts only after the first stage's runs, wherever they ran."""
-    script = tmp_path / "mini.sh"
     log = tmp_path / "order.txt"
-    script.write_text(f"""set -euo pipefail
-source {ROOT}/scripts/recipe_lib.sh
-D={tmp_path}
-add_run 1 $D/a.done $D/a.log "sleep 1.5; echo a >> {log}; touch $D/a.done"
-add_run 1 $D/b.done $D/b.log "sleep 1.5; echo b >> {log}; touch $D/b.done"
-add_run 2 $D/c.done $D/c.log "test -e $D/a.done && test -e $D/b.done; echo c >> {log}; touch $D/c.done"
-run_queue
-""")
+    script = queue_script(tmp_path, f'1 $D/a.done $D/a.log "sleep 1.5; echo a >> {log}; touch $D/a.done"',
+                          f'1 $D/b.done $D/b.log "sleep 1.5; echo b >> {log}; touch $D/b.done"',
+                          f'2 $D/c.done $D/c.log "test -e $D/a.done && test -e $D/b.done; echo c >> {log}; touch $D/c.done"')
     env = {**os.environ, "JOBS": "1"}
-    first = subprocess.Popen(["bash", str(script)], env=env, stdout=subprocess.PIPE, text=True)
-    deadline = time.time() + 30
-    while not (tmp_path / "a.log").exists() and time.time() < deadline:
-        time.sleep(0.05)  # the first copy holds run 1 once its log exists
+    first = start_holding(script, tmp_path, env=env)
     second = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
     assert all((tmp_path / f"{x}.done").exists() for x in "abc")  # it waited for the runs held by the first
     out1, _ = first.communicate(timeout=60)
@@ -144,16 +147,8 @@ run_queue
 
 
 def test_run_failed_in_the_other_queue_is_reported(tmp_path):
-    script = tmp_path / "mini.sh"
-    script.write_text(f"""set -euo pipefail
-source {ROOT}/scripts/recipe_lib.sh
-add_run 1 {tmp_path}/a.done {tmp_path}/a.log "sleep 1.5; exit 3"
-run_queue
-""")
-    first = subprocess.Popen(["bash", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 30
-    while not (tmp_path / "a.log").exists() and time.time() < deadline:
-        time.sleep(0.05)
+    script = queue_script(tmp_path, '1 $D/a.done $D/a.log "sleep 1.5; exit 3"')
+    first = start_holding(script, tmp_path)
     second = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
     first.communicate(timeout=60)
     assert first.returncode == 1 and second.returncode == 1
@@ -163,12 +158,7 @@ run_queue
 
 
 def test_failed_run_reported(tmp_path):
-    script = tmp_path / "fail.sh"
-    script.write_text(f"""set -euo pipefail
-source {ROOT}/scripts/recipe_lib.sh
-add_run 1 {tmp_path}/x.done {tmp_path}/x.log "exit 3"
-run_queue
-""")
+    script = queue_script(tmp_path, '1 $D/x.done $D/x.log "exit 3"', name="fail.sh")
     res = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
     assert res.returncode != 0 and "run 1/1: FAILED" in res.stderr and not (tmp_path / "x.done").exists()
 
