@@ -67,13 +67,11 @@ fi
 "$PY" - "$RUNS" <<'EOF' | tee "$OUT/summary.txt"
 import json, sys
 from pathlib import Path
+from utils.io import read_json
 for d in sorted(p for p in Path(sys.argv[1]).iterdir() if p.is_dir()):
-    done = d / "complete.json"
-    if not done.is_file():
+    c, r, a = (read_json(d / f, {}) for f in ("complete.json", "results.json", "args.json"))
+    if not c:
         print(f"{d.name}: unfinished"); continue
-    c = json.loads(done.read_text())
-    r = json.loads((d / "results.json").read_text()) if (d / "results.json").is_file() else {}
-    a = json.loads((d / "args.json").read_text()) if (d / "args.json").is_file() else {}
     h, b = c.get("headline") or {}, c.get("baseline") or {}
     print(f"{d.name}: {h.get('metric')} {h.get('value', float('nan')):.1f} (baseline {b.get('value')}) | "
           f"wall {c.get('wall_time_s')} s, device {a.get('device')}, amp {a.get('amp_dtype')}, "

@@ -96,33 +96,26 @@ def settings_of(args):
     return out
 
 
-def pooling_notes(finished):
+def pooling_notes(summary):
     """Lines naming what one task's tables pool although it differs: a setting with several
     values among the task's fine-tunes, and a seed repeated within the full model or a cell
-    (its ± is then not a spread over seeds)."""
-    notes, by_task, groups = [], defaultdict(list), defaultdict(list)
-    for r in finished:
-        if r["kind"] != "finetune" or r["score"] is None or r.get("method") not in METHODS:
-            continue
-        by_task[r["task"]].append(r)
-        if r["method"] == "full" or r.get("source") == r["task"] or r["method"] in ("random", "omp"):
-            groups[(r["task"], r["method"], r.get("set"), level(r["sparsity"]) if r["method"] != "full" else None)].append(r)
-    for task in sorted(by_task):
-        runs = by_task[task]
+    (its ± is then not a spread over seeds). ``summary``: :func:`summarise`'s."""
+    notes = []
+    for task, runs in sorted(summary["scored"].items()):
         for key in SETTINGS:
-            values = defaultdict(list)
+            values = {}  # JSON text of the value -> (value, run paths)
             for r in runs:
                 value = (r.get("settings") or {}).get(key)
                 if key == "model" and value is None:
                     continue
-                values[json.dumps(value)].append(r["path"])
+                values.setdefault(json.dumps(value), (value, []))[1].append(r["path"])
             if len(values) > 1:
                 parts = []
-                for v, paths in sorted(values.items(), key=lambda kv: -len(kv[1])):
+                for value, paths in sorted(values.values(), key=lambda vp: -len(vp[1])):
                     shown = ", ".join(sorted(paths)[:3]) + (", …" if len(paths) > 3 else "")
-                    parts.append(f"{json.loads(v)} ({len(paths)}: {shown})")
+                    parts.append(f"{value} ({len(paths)}: {shown})")
                 notes.append(f"{task_label(task)}: {key} differs: " + "; ".join(parts))
-    for (task, method, pset, lv), runs in sorted(groups.items(), key=lambda kv: str(kv[0])):
+    for (task, method, pset, lv), runs in sorted(summary["groups"].items(), key=lambda kv: str(kv[0])):
         seeds = defaultdict(list)
         for r in runs:
             seeds[r.get("seed")].append(r["path"])
@@ -246,8 +239,11 @@ def fmt(mean, std=None, n=None, show_n=False):
 
 def summarise(finished):
     """Group scores: ``full[task]`` -> list; ``cells[(task, set, method, level)]`` -> list;
-    ``transfer[(source, set, level, target)]`` -> list; ``baseline[task]``; ``metric[task]``."""
+    ``transfer[(source, set, level, target)]`` -> list; ``baseline[task]``; ``metric[task]``;
+    ``groups[(task, method, set, level)]`` -> the runs behind ``full`` (set and level None)
+    and ``cells``; ``scored[task]`` -> every fine-tune the task's tables use (transfer too)."""
     full, cells, transfer, baseline, metric = defaultdict(list), defaultdict(list), defaultdict(list), {}, {}
+    groups, scored = defaultdict(list), defaultdict(list)
     for r in finished:
         t = r["task"]
         if r.get("baseline") and t not in baseline:
@@ -258,15 +254,20 @@ def summarise(finished):
             continue
         if r["method"] == "full":
             full[t].append(r["score"])
+            groups[(t, "full", None, None)].append(r)
+            scored[t].append(r)
         elif r["method"] in ("imp", "random", "omp", "reinit", "shuffled"):
             lv = level(r["sparsity"])
+            scored[t].append(r)
             own = r["method"] in ("random", "omp") or r["source"] == t  # masks from this task
             if own:
                 cells[(t, r["set"], r["method"], lv)].append(r["score"])
+                groups[(t, r["method"], r["set"], lv)].append(r)
             if r["method"] in ("imp", "omp"):  # every ticket (and OMP) on every target
                 src = "omp" if r["method"] == "omp" else r["source"]
                 transfer[(src, r["set"], lv, t)].append(r["score"])
-    return {"full": full, "cells": cells, "transfer": transfer, "baseline": baseline, "metric": metric}
+    return {"full": full, "cells": cells, "transfer": transfer, "baseline": baseline, "metric": metric,
+            "groups": groups, "scored": scored}
 
 
 def matches(score, mean, std, strict):
@@ -387,7 +388,7 @@ def render(finished, unfinished, transfer_sparsity=70):
         out += ["", f"{len(constant)} run(s) predicted a constant on every dev row (the metric is undefined "
                 "there; counted 0, as the trivial baseline): " + ", ".join(constant) + "."]
 
-    pooled = pooling_notes(finished)
+    pooled = pooling_notes(summary)
     if pooled:
         out += ["", "Pooled although they differ (their scores are not comparable as they stand):", ""]
         out += [f"- {n}" for n in pooled]
