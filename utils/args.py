@@ -31,6 +31,7 @@ RANGES = {
     "num_workers": (lambda v: v >= 0, "must be >= 0"),
     "max_train_samples": (lambda v: v is None or v >= 1, "must be at least 1"),
     "max_eval_samples": (lambda v: v is None or v >= 1, "must be at least 1"),
+    "train_subset_seed": (lambda v: v is None or 0 <= v < 2**32, "must lie in 0 .. 2**32 - 1"),
     "imp_rounds": (lambda v: v >= 1, "must be at least 1"),
     "max_seq_length": (lambda v: v >= 3, "must be at least 3 ([CLS], a token, [SEP])"),
     "mlm_probability": (lambda v: _finite(v) and 0 < v < 1, "must lie strictly between 0 and 1"),
@@ -54,6 +55,8 @@ class Parser(argparse.ArgumentParser):
             value = getattr(ns, name, None)
             if value is not None and not ok(value):
                 self.error(f"argument --{name}: {rule}, got {value}")
+        if getattr(ns, "train_subset_seed", None) is not None and getattr(ns, "max_train_samples", None) is None:
+            self.error("argument --train_subset_seed: needs --max_train_samples (the size of the subset)")
         ns.argv = argv
         return ns
 
@@ -115,6 +118,9 @@ def training_parser(description, logging_steps=500, save_steps=500, epochs=3.0, 
     a("--num_workers", type=int, default=0, help="DataLoader worker processes")
     a("--max_train_samples", type=int, default=None,
       help="use only the first N training examples (quick runs; default all)")
+    a("--train_subset_seed", type=int, default=None,
+      help="with --max_train_samples N: train on N rows drawn at random with this seed (spread over "
+           "the whole file) instead of the first N")
     a("--max_eval_samples", type=int, default=None,
       help="evaluate on only the first N examples (quick runs; default all)")
     a("--resume", action="store_true",
@@ -130,6 +136,21 @@ def first(dataset, n):
     if dataset is None or n is None or n >= len(dataset):
         return dataset
     return dataset.select(range(n))
+
+
+def train_rows(dataset, args):
+    """The training rows a run uses: all, the first ``--max_train_samples`` or, with
+    ``--train_subset_seed``, that many drawn without replacement with that seed (kept in file
+    order; the same seed and file give the same rows on any machine)."""
+    n, seed = args.max_train_samples, getattr(args, "train_subset_seed", None)
+    if dataset is None or seed is None:
+        return first(dataset, n)
+    if n >= len(dataset):
+        return dataset
+    import numpy as np
+
+    rows = np.sort(np.random.default_rng(seed).choice(len(dataset), size=n, replace=False))
+    return dataset.select(rows.tolist())
 
 
 def add_imp_args(p, rewind_default="pretrained"):

@@ -266,13 +266,13 @@ def glue_experiment(args, tokenizer):
     Returns (task, train dataset or None without --do_train, collator, evaluate_fn) where
     ``evaluate_fn(model) -> dict`` evaluates on the dev set(s) (MNLI: matched and mismatched).
     """
-    from utils.args import data_cache_dir, first
+    from utils.args import data_cache_dir, first, train_rows
 
     task = get_task(args.task_name)
     cache = data_cache_dir(args)
     load = lambda name, split: load_glue_dataset(  # noqa: E731
         args.data_dir, name, split, tokenizer, args.max_seq_length, cache, args.overwrite_cache)
-    train = first(load(task.name, "train"), args.max_train_samples) if args.do_train else None
+    train = train_rows(load(task.name, "train"), args) if args.do_train else None
     evals = {name: first(load(name, "dev"), args.max_eval_samples) for name in eval_task_names(task.name)}
     collator = GlueCollator(tokenizer, args.max_seq_length if args.pad_to_max_length else None)
 

@@ -75,7 +75,8 @@ def _mask_index(root, run_dirs, args_by_dir, results_by_dir):
 
 # The fine-tuning settings a score depends on. Scores that one task's tables put side by side
 # (the full model's seeds, the cells, the ticket against the full model) should share them.
-SETTINGS = ("model", "learning_rate", "num_train_epochs", "max_steps", "max_train_samples", "max_eval_samples",
+SETTINGS = ("model", "learning_rate", "num_train_epochs", "max_steps", "max_train_samples", "train_subset_seed",
+            "max_eval_samples",
             "max_seq_length", "global_batch", "amp_dtype", "weight_decay", "warmup_steps")
 
 

@@ -448,7 +448,7 @@ def squad_experiment(args, tokenizer):
     Returns (train features or None without --do_train, collator, evaluate_fn); evaluation
     writes predictions.json and nbest_predictions.json into --output_dir.
     """
-    from utils.args import data_cache_dir, first
+    from utils.args import data_cache_dir, train_rows
 
     if args.version_2_with_negative:
         raise UserError("--version_2_with_negative: only SQuAD v1.1 is supported")
@@ -459,7 +459,7 @@ def squad_experiment(args, tokenizer):
     train = None
     if args.do_train:
         _, train = load_squad(_squad_path(args, "train_file", "train-v1.1.json"), tokenizer, True, **lengths)
-        train = first(train, args.max_train_samples)
+        train = train_rows(train, args)
     examples, features = load_squad(_squad_path(args, "predict_file", "dev-v1.1.json"), tokenizer, False, **lengths)
     if args.max_eval_samples is not None and args.max_eval_samples < len(examples):
         n = args.max_eval_samples

@@ -269,7 +269,7 @@ def mlm_experiment(args, tokenizer, model):
 
     Returns (train dataset or None without --do_train, collator, evaluate_fn or None).
     """
-    from utils.args import data_cache_dir, first
+    from utils.args import data_cache_dir, first, train_rows
     from utils.errors import UserError
 
     if not args.mlm:
@@ -280,7 +280,7 @@ def mlm_experiment(args, tokenizer, model):
     cache = data_cache_dir(args)
     load = lambda path: load_text_dataset(path, tokenizer, block, args.line_by_line, cache,  # noqa: E731
                                           args.overwrite_cache)
-    train = first(load(args.train_data_file), args.max_train_samples) if args.do_train else None
+    train = train_rows(load(args.train_data_file), args) if args.do_train else None
     collator = MLMCollator(tokenizer, args.mlm_probability)
     if not args.eval_data_file:
         return train, collator, None
