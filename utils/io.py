@@ -99,8 +99,9 @@ def read_json(path, default=None):
 
 def load_tensor_dict(path, what):
     """A dict of tensors saved with ``torch.save`` (loaded with ``weights_only=True``, onto the
-    CPU) or as safetensors. ``what`` names the file in errors, e.g. ``"mask file"``: a missing,
-    empty, truncated or foreign file raises :class:`utils.errors.UserError` in one line."""
+    CPU) or as safetensors; a gzipped ``torch.save`` file (``*.gz``, as the slim records ship
+    tickets) is read through gzip. ``what`` names the file in errors, e.g. ``"mask file"``: a
+    missing, empty, truncated or foreign file raises :class:`utils.errors.UserError` in one line."""
     from pathlib import Path
 
     import torch
@@ -117,6 +118,12 @@ def load_tensor_dict(path, what):
             from safetensors.torch import load_file
 
             data = load_file(str(path))
+        elif path.suffix == ".gz":
+            import gzip
+            import io
+
+            with gzip.open(path, "rb") as f:
+                data = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=True)
         else:
             data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # not a torch file, truncated, or a pickle of arbitrary objects
