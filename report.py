@@ -8,7 +8,8 @@ Markdown on stdout, CSV files and PNG figures (utils/report.py, utils/figures.py
 import argparse
 
 from utils.errors import run_cli
-from utils.report import slim_copy, write_report
+from utils.archive import slim_copy
+from utils.report import write_report
 
 
 def parse_args(argv=None):

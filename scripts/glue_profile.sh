@@ -3,34 +3,14 @@
 recipe_settings glue
 DATA=${DATA:-../shared/data/glue}
 
-case "$PROFILE" in
-  paper)  # the paper's commands: full data, lr 2e-5, IMP rounds of 3 epochs, 3-epoch fine-tunes
-    TASKS=${TASKS:-MNLI QQP STS-B WNLI QNLI MRPC RTE SST-2 CoLA}
-    SPARSITIES=${SPARSITIES:-10 20 30 40 50 60 70 80 90}
-    METHODS=${METHODS:-imp random omp reinit shuffled}
-    SETS=${SETS:-paper}
-    LR=2e-5; BATCH=32; SEQ=128; FT_EPOCHS=3; ROUND_EPOCHS=3; MAX_TRAIN=""; MAX_EVAL=""
-    SCHEDULE=whole_run; AMP="" ;;
-  small)  # the small-scale reproduction on CPU (README): subsets, lr 1e-4, 1-epoch rounds;
-          # CoLA trains on all 8,551 rows (on 2,000 the dense model reached only 11.3 Matthews)
-    TASKS=${TASKS:-STS-B MRPC CoLA}
-    TRAIN_ALL=${TRAIN_ALL:-CoLA}
-    SPARSITIES=${SPARSITIES:-50 60 70}
-    METHODS=${METHODS:-imp random reinit}
-    SETS=${SETS:-no_pooler}
-    LR=1e-4; BATCH=32; SEQ=128; FT_EPOCHS=3; ROUND_EPOCHS=1; MAX_TRAIN=2000; MAX_EVAL=500
-    SCHEDULE=per_round; AMP="" ;;
-  quick)  # the README's quickstart: one task, minutes on 2 CPU cores (lr 2e-4 and 5-epoch
-          # fine-tunes: at 1e-4 and 3 epochs the 50 % ticket reached only 31.7 Pearson)
-    TASKS=${TASKS:-STS-B}
-    SPARSITIES=${SPARSITIES:-50}
-    METHODS=${METHODS:-imp random}
-    SETS=${SETS:-no_pooler}
-    SEEDS=${SEEDS_QUICK:-1 2}
-    LR=2e-4; BATCH=32; SEQ=64; FT_EPOCHS=5; ROUND_EPOCHS=1; MAX_TRAIN=640; MAX_EVAL=300
-    SCHEDULE=per_round; AMP="" ;;
-  *) echo "error: PROFILE must be paper, small or quick, not '$PROFILE'" >&2; exit 2 ;;
-esac
+# The profiles are data in utils/profiles.py (the docs' profile table is generated from it):
+# TASKS SPARSITIES METHODS SETS TRAIN_ALL SUBSET_TASKS MAX_EVAL ROUND_EPOCHS SCHEDULE (a user's
+# setting wins), LR BATCH SEQ FT_EPOCHS MAX_TRAIN, and the seeds per method (seed_settings).
+profile_lines=$("$PYTHON" "$ROOT/utils/profiles.py" glue "$PROFILE") || exit 2
+eval "$profile_lines"
+AMP=${AMP:-}
+IMP_LR=${IMP_LR:-$LR}
+SUBSET_SEED=${SUBSET_SEED:-0}
 BATCH_PER_GPU=$(per_process "$BATCH")
 need_model "and DATA=<GLUE root>"
 
@@ -38,14 +18,15 @@ LAUNCH=$(py)
 max_train() {  # TASK: the training-row cap (none for the tasks in TRAIN_ALL)
   case " ${TRAIN_ALL:-} " in *" $1 "*) echo "" ;; *) echo "$MAX_TRAIN" ;; esac
 }
-subset() {  # TASK
-  local cap; cap=$(max_train "$1")
-  echo "${cap:+--max_train_samples $cap} ${MAX_EVAL:+--max_eval_samples $MAX_EVAL}"
+subset() {  # TASK: the row flags (a seeded random subset for the tasks in SUBSET_TASKS)
+  local cap seeded=""; cap=$(max_train "$1")
+  case " $SUBSET_TASKS " in *" $1 "*) [ -n "$cap" ] && seeded="--train_subset_seed $SUBSET_SEED" ;; esac
+  echo "${cap:+--max_train_samples $cap} $seeded ${MAX_EVAL:+--max_eval_samples $MAX_EVAL}"
 }
 common() {  # TASK: the flags every GLUE run shares
   echo "--task_name $1 --data_dir $DATA/$1 --model_type bert --model_name_or_path $MODEL --do_train --do_eval" \
        "--do_lower_case --max_seq_length $SEQ --per_gpu_train_batch_size $BATCH_PER_GPU" \
-       "--per_gpu_eval_batch_size 64 --learning_rate $LR $(subset "$1") $AMP --overwrite_output_dir $EXTRA"
+       "--per_gpu_eval_batch_size 64 $(subset "$1") $AMP --overwrite_output_dir $EXTRA"
 }
 train_rows() {  # rows the run trains on (header excluded; CoLA has none)
   local f="$DATA/$1/train.tsv" n

@@ -15,8 +15,14 @@
 #   DATA         GLUE root (TASK/ folders with train.tsv, dev.tsv)  [../shared/data/glue]
 #   OUT          runs root              [runs/glue_<profile>]
 #   TASKS        GLUE task folders      [profile]
-#   SEEDS        dense fine-tuning seeds [1 2 3]
-#   MASK_SEEDS   fine-tuning seeds of every masked run [1]
+#   SEEDS        dense fine-tuning seeds [profile: paper 1 2 3, small 1-5, quick 1 2]
+#   SEEDS_IMP SEEDS_OMP SEEDS_RANDOM SEEDS_REINIT SEEDS_SHUFFLED
+#                fine-tuning seeds per method [MASK_SEEDS; small: 1 2 3, 1 2 3, 1 2, 1];
+#                random pruning draws a fresh mask per seed k (mask seed IMP_SEED + k - 1)
+#   MASK_SEEDS   default seeds of every masked method [1]
+#   ROUND_EPOCHS IMP_LR SCHEDULE  the IMP round budget: epochs per round, peak learning rate,
+#                --round_schedule [profile: paper 3, 2e-5, whole_run; small/quick 1, LR, per_round]
+#   SUBSET_TASKS SUBSET_SEED  tasks trained on a seeded random row subset, its seed [small: STS-B, 0]
 #   IMP_SEED     seed of the IMP run    [57, the paper's]
 #   SPARSITIES   percent, multiples of 10 [profile]
 #   METHODS      of: imp random omp reinit shuffled [profile]
@@ -41,8 +47,8 @@ for TASK in $TASKS; do
   A=$((2 * ti + 1)); B=$((2 * ti + 2)); ti=$((ti + 1))
   if [ "$A" = 1 ]; then oneshot_masks glue; fi
   tickets_plan "$OUT/$t" LT_glue.py glue_trans.py "$(common "$TASK")" \
-    "--evaluate_during_training --logging_steps $S --save_steps $S --num_train_epochs $((ROUND_EPOCHS * 10)) $(imp_stop) --round_schedule $SCHEDULE" \
-    "--num_train_epochs $FT_EPOCHS --logging_steps 0 --save_steps 0" expect_glue
+    "--learning_rate $IMP_LR --evaluate_during_training --logging_steps $S --save_steps $S --num_train_epochs $((ROUND_EPOCHS * 10)) $(imp_stop) --round_schedule $SCHEDULE" \
+    "--learning_rate $LR --num_train_epochs $FT_EPOCHS --logging_steps 0 --save_steps 0" expect_glue
 done
 
 finish_recipe glue_tickets "$EVENTS"

@@ -24,6 +24,7 @@ set -euo pipefail
 OUT=${OUT:-runs/imp_budget}
 source "$(dirname "$0")/recipe_lib.sh"
 recipe_settings glue
+seed_settings
 DATA=${DATA:-../shared/data/glue}
 TASK=${TASK:-STS-B}
 BUDGETS=${BUDGETS:-3:1e-4:whole_run 3:3e-4:whole_run 1:1e-4:per_round 1:3e-4:per_round}

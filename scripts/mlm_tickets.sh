@@ -13,7 +13,7 @@
 #   MODEL       checkpoint folder [../shared/data/models/all-MiniLM-L6-v2]
 #   TRAIN, EVAL text files [small: WikiText-2 test.txt / valid.txt in ../shared/data]
 #   OUT         runs root [runs/mlm_<profile>]
-#   SEEDS, MASK_SEEDS, IMP_SEED, SPARSITIES, METHODS, SETS, NGPU, JOBS, EXTRA  as glue_tickets.sh
+#   SEEDS, MASK_SEEDS, SEEDS_<METHOD>, IMP_SEED, SPARSITIES, METHODS, SETS, NGPU, JOBS, EXTRA  as glue_tickets.sh
 set -euo pipefail
 source "$(dirname "$0")/recipe_lib.sh"
 
@@ -31,6 +31,7 @@ case "$PROFILE" in
     IMP_EPOCHS=10; BLOCK="--block_size 128"; SUBSET="--max_eval_samples 100" ;;
   *) echo "error: PROFILE must be paper or small, not '$PROFILE'" >&2; exit 2 ;;
 esac
+seed_settings "1 2 3"
 need_model "TRAIN= and EVAL= text files"
 LAUNCH=$(py)
 max_sparsity=$(top_sparsity)

@@ -184,22 +184,32 @@ set_flags() {
 }
 
 # Random and OMP masks at every sparsity and prunable set (they do not depend on the task) and
-# the layer-shuffled weights, as stage-1 runs. Uses OUT, SETS, SPARSITIES, METHODS, MODEL,
-# IMP_SEED; counts the masks in n_oneshot. $1: the head to build (glue | squad | pretrain).
+# the layer-shuffled weights, as stage-1 runs. Random pruning draws a fresh mask for every
+# fine-tuning seed k of SEEDS_RANDOM (mask seed IMP_SEED + k - 1: seed 1's is the mask of
+# earlier records), so its spread samples the mask too; OMP is one mask. Uses OUT, SETS,
+# SPARSITIES, METHODS, MODEL, IMP_SEED; counts the masks in n_oneshot. $1: the head to build
+# (glue | squad | pretrain).
 oneshot_masks() {
-  local SET sp rate kind weight dir
+  local SET sp rate dir seed
   for SET in $SETS; do
     for sp in $SPARSITIES; do
       rate=$(printf '0.%02d' "$sp"); [ "$sp" = 100 ] && rate=1.0
-      for kind in random omp; do
-        case " $METHODS " in *" $kind "*) ;; *) continue ;; esac
-        weight=$([ "$kind" = random ] && echo rand || echo pre)
-        dir=$OUT/masks/${kind}_${SET}_$sp
+      case " $METHODS " in *" random "*)
+        for seed in $SEEDS_RANDOM; do
+          dir=$(random_mask_dir "$SET" "$sp" "$seed")
+          add_run 1 "$dir/mask_provenance.json" "$dir.log" \
+            "$PYTHON oneshot.py --weight rand --model $1 --rate $rate --model_name_or_path $MODEL" \
+            "--output_dir $dir $(set_flags "$SET") --seed $((IMP_SEED + seed - 1))"
+          n_oneshot=$((n_oneshot + 1))
+        done ;;
+      esac
+      case " $METHODS " in *" omp "*)
+        dir=$OUT/masks/omp_${SET}_$sp
         add_run 1 "$dir/mask_provenance.json" "$dir.log" \
-          "$PYTHON oneshot.py --weight $weight --model $1 --rate $rate --model_name_or_path $MODEL" \
+          "$PYTHON oneshot.py --weight pre --model $1 --rate $rate --model_name_or_path $MODEL" \
           "--output_dir $dir $(set_flags "$SET") --seed $IMP_SEED"
-        n_oneshot=$((n_oneshot + 1))
-      done
+        n_oneshot=$((n_oneshot + 1)) ;;
+      esac
     done
   done
   case " $METHODS " in *" shuffled "*)
@@ -208,13 +218,18 @@ oneshot_masks() {
   esac
 }
 
-# The *_trans.py flags of one method (PAPER_RESULTS.md definitions):
-#   method_flags METHOD SET SPARSITY TICKET_MASK
+# The folder of the random mask that fine-tuning seed $3 uses (set $1, sparsity $2).
+random_mask_dir() { echo "$OUT/masks/random_$1_$2_s$3"; }
+
+# The *_trans.py flags of one method (ticket: IMP mask on theta0; re-init: IMP mask on random
+# weights; random: a random mask on theta0; OMP: theta0's own magnitude mask; shuffled: the IMP
+# mask on layer-shuffled theta0):
+#   method_flags METHOD SET SPARSITY TICKET_MASK SEED
 method_flags() {
   case $1 in
     imp)      echo "--dir pre --mask_dir $4" ;;
     reinit)   echo "--dir rand --mask_dir $4" ;;
-    random)   echo "--dir pre --mask_dir $OUT/masks/random_$2_$3/mask.pt" ;;
+    random)   echo "--dir pre --mask_dir $(random_mask_dir "$2" "$3" "$5")/mask.pt" ;;
     omp)      echo "--dir pre --mask_dir $OUT/masks/omp_$2_$3/mask.pt" ;;
     shuffled) echo "--dir pre --weight_pertub $OUT/masks/shuffle_weight.pt --mask_dir $4" ;;
     *) echo "error: unknown method '$1' in METHODS (imp random omp reinit shuffled)" >&2; return 2 ;;
@@ -254,7 +269,7 @@ tickets_plan() {
         ticket=$(ticket_mask "$dir" "$sp" "$($expect "$dir" "$sp")")
         for method in $METHODS; do
           case $method in imp|reinit|shuffled) ;; *) continue ;; esac
-          for seed in $MASK_SEEDS; do
+          for seed in $(seeds_of "$method"); do
             if [ ! -e "$ticket" ] && [ ! -e "$out/${method}_${SET}_${sp}_s$seed/complete.json" ]; then
               echo "note: $dir has no $ticket, which $out/${method}_${SET}_${sp}_s$seed needs: IMP runs again"
               [ "$DRY_RUN" = 1 ] || rm -f "$dir/complete.json"
@@ -277,10 +292,10 @@ tickets_plan() {
     for sp in $SPARSITIES; do
       ticket=$(ticket_mask "$out/imp_$SET" "$sp" "$($expect "$out/imp_$SET" "$sp")")
       for method in $METHODS; do
-        for seed in $MASK_SEEDS; do
+        for seed in $(seeds_of "$method"); do
           dir=$out/${method}_${SET}_${sp}_s$seed
           add_run "$B" "$dir/complete.json" "$dir.log" \
-            "$LAUNCH $ft_script $common --output_dir $dir $(method_flags "$method" "$SET" "$sp" "$ticket") $ftf --seed $seed"
+            "$LAUNCH $ft_script $common --output_dir $dir $(method_flags "$method" "$SET" "$sp" "$ticket" "$seed") $ftf --seed $seed"
         done
       done
     done
@@ -293,11 +308,35 @@ recipe_settings() {
   PROFILE=${PROFILE:-small}
   MODEL=${MODEL:-../shared/data/models/all-MiniLM-L6-v2}
   OUT=${OUT:-runs/$1_$PROFILE}
-  SEEDS=${SEEDS:-1 2 3}
-  MASK_SEEDS=${MASK_SEEDS:-1}
   IMP_SEED=${IMP_SEED:-57}
   EXTRA=${EXTRA:-}
   AMP=${AMP_GPU:-}  # fp32 as the paper; AMP_GPU=--fp16 or --bf16 for mixed precision
+}
+
+# Fine-tuning seeds, per method: SEEDS (the full model), SEEDS_IMP, SEEDS_OMP, SEEDS_RANDOM,
+# SEEDS_REINIT, SEEDS_SHUFFLED; a method's list defaults to MASK_SEEDS [1]. A profile passes its
+# defaults (DENSE IMP OMP RANDOM REINIT, empty: MASK_SEEDS); what the user set wins.
+seed_settings() {
+  SEEDS=${SEEDS:-${1:-1 2 3}}
+  MASK_SEEDS=${MASK_SEEDS:-1}
+  SEEDS_IMP=${SEEDS_IMP:-${2:-$MASK_SEEDS}}
+  SEEDS_OMP=${SEEDS_OMP:-${3:-$MASK_SEEDS}}
+  SEEDS_RANDOM=${SEEDS_RANDOM:-${4:-$MASK_SEEDS}}
+  SEEDS_REINIT=${SEEDS_REINIT:-${5:-$MASK_SEEDS}}
+  SEEDS_SHUFFLED=${SEEDS_SHUFFLED:-$MASK_SEEDS}
+  local v
+  for v in "$SEEDS" "$SEEDS_IMP" "$SEEDS_OMP" "$SEEDS_RANDOM" "$SEEDS_REINIT" "$SEEDS_SHUFFLED"; do
+    [[ "$v" =~ ^[[:space:]]*([1-9][0-9]*[[:space:]]*)+$ ]] || {
+      echo "error: seeds must be positive whole numbers separated by spaces, not '$v'" >&2; exit 2; }
+  done
+}
+
+# The fine-tuning seeds of a method.
+seeds_of() {
+  case $1 in
+    imp) echo "$SEEDS_IMP" ;; omp) echo "$SEEDS_OMP" ;; random) echo "$SEEDS_RANDOM" ;;
+    reinit) echo "$SEEDS_REINIT" ;; shuffled) echo "$SEEDS_SHUFFLED" ;; *) echo "$MASK_SEEDS" ;;
+  esac
 }
 
 # Refuse a missing checkpoint folder (dry runs print the commands anyway). $1: what else to pass.

@@ -14,7 +14,7 @@
 #   TRAIN_FILE, PREDICT_FILE  [paper: train-v1.1.json, dev-v1.1.json; small: the train and
 #               eval splits of the dev set in ../shared/data/squad]
 #   OUT         runs root [runs/squad_<profile>]
-#   SEEDS, MASK_SEEDS, IMP_SEED, SPARSITIES, METHODS, SETS, NGPU, JOBS, EXTRA  as glue_tickets.sh
+#   SEEDS, MASK_SEEDS, SEEDS_<METHOD>, IMP_SEED, SPARSITIES, METHODS, SETS, NGPU, JOBS, EXTRA  as glue_tickets.sh
 set -euo pipefail
 source "$(dirname "$0")/recipe_lib.sh"
 
@@ -33,6 +33,7 @@ case "$PROFILE" in
     FT="--max_steps 250"; SUBSET="--max_train_samples 2000 --max_eval_samples 300"; FT_LOG=0 ;;
   *) echo "error: PROFILE must be paper or small, not '$PROFILE'" >&2; exit 2 ;;
 esac
+seed_settings "1 2 3"
 BATCH_PER_GPU=$(per_process "$BATCH")
 need_model "and DATA=<SQuAD folder>"
 LAUNCH=$(py)

@@ -15,6 +15,7 @@
 #   TRANSFER_SPARSITY  percent [70]
 #   SET            prunable set of the tickets [first of SETS]
 #   WITH_OMP       1: add the OMP mask at that sparsity as a source [1]
+#   SEEDS_TRANSFER fine-tuning seeds of every transfer cell [MASK_SEEDS]
 set -euo pipefail
 source "$(dirname "$0")/recipe_lib.sh"
 source "$(dirname "$0")/glue_profile.sh"
@@ -24,6 +25,7 @@ EXTRA_SOURCES=${EXTRA_SOURCES:-}
 SP=${TRANSFER_SPARSITY:-70}
 SET=${SET:-${SETS%% *}}
 WITH_OMP=${WITH_OMP:-1}
+SEEDS_TRANSFER=${SEEDS_TRANSFER:-$MASK_SEEDS}
 
 declare -A SOURCE_MASK=()
 for src in $SOURCES; do
@@ -43,11 +45,11 @@ for name in $(printf '%s\n' "${!SOURCE_MASK[@]}" | sort); do
   for TASK in $TARGETS; do
     t=$(lower "$TASK")
     [ "$name" = "$t" ] && continue  # the diagonal: glue_tickets.sh's imp_${SET}_${SP}_s* runs
-    for seed in $MASK_SEEDS; do
+    for seed in $SEEDS_TRANSFER; do
       dir=$OUT/transfer/${name}_to_${t}_${SET}_${SP}_s$seed
       add_run 2 "$dir/complete.json" "$dir.log" \
         "$LAUNCH glue_trans.py $(common "$TASK") --output_dir $dir --dir pre --mask_dir ${SOURCE_MASK[$name]}" \
-        "--num_train_epochs $FT_EPOCHS --logging_steps 0 --save_steps 0 --seed $seed"
+        "--learning_rate $LR --num_train_epochs $FT_EPOCHS --logging_steps 0 --save_steps 0 --seed $seed"
     done
   done
 done

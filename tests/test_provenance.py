@@ -16,7 +16,7 @@ from test_glue_scripts import common, write_mrpc
 from utils import pruning as P
 from utils.models import load_model
 from utils.provenance import index_dir, sha256_file, sidecar_path
-from utils.report import collect
+from utils.runs import collect
 from utils.train import prepare_output_dir
 
 

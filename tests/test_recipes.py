@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# the small profile's settings before seeds per method and OMP (tests of other behaviour pin them)
+ONE_SEED = {"SPARSITIES": "50 60 70", "METHODS": "imp random reinit", "SEEDS": "1 2 3", "MASK_SEEDS": "1",
+            "SEEDS_IMP": "1", "SEEDS_OMP": "1", "SEEDS_RANDOM": "1", "SEEDS_REINIT": "1"}
 
 
 def recipe(name, env, *args):
@@ -36,7 +39,8 @@ def lines_of(out):
 def test_glue_dry_run_commands(glue_root):
     out_dir = glue_root / "runs"
     env = {"PROFILE": "small", "TASKS": "MRPC", "DATA": str(glue_root / "glue"), "MODEL": str(glue_root / "model"),
-           "OUT": str(out_dir)}
+           "OUT": str(out_dir), "SPARSITIES": "50 60 70", "METHODS": "imp random reinit", "SEEDS": "1 2 3",
+           "SEEDS_IMP": "1", "SEEDS_RANDOM": "1", "SEEDS_REINIT": "1"}
     res = recipe("glue_tickets.sh", env, "--dry-run")
     assert res.returncode == 0, res.stderr
     runs = lines_of(res.stdout)
@@ -47,20 +51,22 @@ def test_glue_dry_run_commands(glue_root):
                  "--prunable_set no_pooler", "--learning_rate 1e-4", "--max_train_samples 2000",
                  f"--output_dir {out_dir}/mrpc/imp_no_pooler", "--seed 57", "--save_round_weights 0"):
         assert flag in imp, flag
+    assert "--train_subset_seed" not in imp and "--max_eval_samples" not in imp  # MRPC: first rows, full dev
     ticket60 = next(r for r in runs if "imp_no_pooler_60_s1" in r)
     assert f"--dir pre --mask_dir {out_dir}/mrpc/imp_no_pooler/checkpoint-24/mask.pt" in ticket60
     reinit70 = next(r for r in runs if "reinit_no_pooler_70_s1" in r)
     assert f"--dir rand --mask_dir {out_dir}/mrpc/imp_no_pooler/checkpoint-28/mask.pt" in reinit70
-    random50 = next(r for r in runs if "random_no_pooler_50_s1" in r)
-    assert f"--mask_dir {out_dir}/masks/random_no_pooler_50/mask.pt" in random50
+    random50 = next(r for r in runs if "/mrpc/random_no_pooler_50_s1" in r)
+    assert f"--mask_dir {out_dir}/masks/random_no_pooler_50_s1/mask.pt" in random50
     assert sum("--dir pre --num_train_epochs 3" in r or ("dense_s" in r and "--dir pre" in r) for r in runs) == 3
     assert "disk needed about" in res.stdout
 
     # finished runs are skipped; a finished IMP run's own mask list decides the ticket's path
     (out_dir / "mrpc" / "dense_s2").mkdir(parents=True)
     (out_dir / "mrpc" / "dense_s2" / "complete.json").write_text("{}")
-    (out_dir / "masks" / "random_no_pooler_50").mkdir(parents=True)
-    (out_dir / "masks" / "random_no_pooler_50" / "mask_provenance.json").write_text("{}")
+    (out_dir / "masks" / "random_no_pooler_50_s1").mkdir(parents=True)
+    (out_dir / "masks" / "random_no_pooler_50_s1" / "mask_provenance.json").write_text("{}")
+
     imp_dir = out_dir / "mrpc" / "imp_no_pooler"
     imp_dir.mkdir(parents=True)
     (imp_dir / "results.json").write_text(json.dumps({"masks": [{"sparsity": 60.0, "path": "checkpoint-99/mask.pt"}]}))
@@ -77,6 +83,43 @@ def test_glue_dry_run_commands(glue_root):
     runs = lines_of(recipe("glue_tickets.sh", env, "--dry-run").stdout)
     imp = next(r for r in runs if "LT_glue.py" in r)
     assert imp.endswith("--resume") and sum("--resume" in r for r in runs) == 1
+
+
+def test_small_profile_seeds_per_method_omp_and_fresh_random_masks(glue_root):
+    """The small profile: dense over 5 seeds, ticket and OMP over 3, random pruning over 2 with
+    a fresh mask each (mask seed 57 + k - 1), re-init 1, at 40-70 %; STS-B on a seeded subset;
+    full dev sets; the IMP round budget overridable (and a bad seed list refused)."""
+    for task in ("STS-B",):
+        d = glue_root / "glue" / task
+        d.mkdir(parents=True)
+        (d / "train.tsv").write_text("header\n" + "row\n" * 100)
+    env = {"PROFILE": "small", "TASKS": "MRPC STS-B", "DATA": str(glue_root / "glue"),
+           "MODEL": str(glue_root / "model"), "OUT": str(glue_root / "runs")}
+    res = recipe("glue_tickets.sh", env, "--dry-run")
+    assert res.returncode == 0, res.stderr
+    runs = lines_of(res.stdout)
+    # masks: random 4 levels x 2 seeds + OMP 4; per task IMP 1 + dense 5 + (3 + 3 + 2 + 1) x 4
+    assert len(runs) == 12 + 2 * (1 + 5 + 36)
+    rnd = [r for r in runs if "oneshot.py --weight rand" in r]
+    assert len(rnd) == 8 and any("random_no_pooler_40_s2 --prunable_set no_pooler --seed 58" in r for r in rnd)
+    assert sum("oneshot.py --weight pre" in r for r in runs) == 4
+    for method, n in (("imp", 3), ("omp", 3), ("random", 2), ("reinit", 1)):
+        assert sum(f"/mrpc/{method}_no_pooler_40_s" in r for r in runs) == n, method
+    assert sum("/mrpc/dense_s" in r for r in runs) == 5
+    random2 = next(r for r in runs if "/mrpc/random_no_pooler_60_s2 " in r)
+    assert "random_no_pooler_60_s2/mask.pt" in random2 and "--seed 2" in random2
+    omp3 = next(r for r in runs if "/sts-b/omp_no_pooler_70_s3 " in r)
+    assert "masks/omp_no_pooler_70/mask.pt" in omp3
+    sts_imp = next(r for r in runs if "LT_glue.py" in r and "STS-B" in r)
+    assert "--max_train_samples 2000 --train_subset_seed 0" in sts_imp and "--max_eval_samples" not in sts_imp
+    longer = recipe("glue_tickets.sh", {**env, "TASKS": "MRPC", "ROUND_EPOCHS": "3", "IMP_LR": "2e-4",
+                                        "SCHEDULE": "whole_run"}, "--dry-run")
+    imp = next(r for r in lines_of(longer.stdout) if "LT_glue.py" in r)
+    assert "--save_steps 12" in imp and "--learning_rate 2e-4" in imp and "--round_schedule whole_run" in imp
+    ft = next(r for r in lines_of(longer.stdout) if "/mrpc/dense_s1 " in r)
+    assert "--learning_rate 1e-4" in ft
+    bad = recipe("glue_tickets.sh", {**env, "SEEDS_OMP": "1 x"}, "--dry-run")
+    assert bad.returncode == 2 and "seeds must be positive whole numbers separated by spaces, not '1 x'" in bad.stderr
 
 
 def test_torchrun_and_bad_profile(glue_root):
@@ -204,7 +247,7 @@ def test_quickstart_without_data_says_what_to_pass(tmp_path):
 def test_imp_record_without_masks_runs_again(glue_root):
     out_dir = glue_root / "runs"
     env = {"PROFILE": "small", "TASKS": "MRPC", "DATA": str(glue_root / "glue"), "MODEL": str(glue_root / "model"),
-           "OUT": str(out_dir)}
+           "OUT": str(out_dir), **ONE_SEED}
     imp = out_dir / "mrpc" / "imp_no_pooler"
     imp.mkdir(parents=True)
     (imp / "complete.json").write_text("{}")  # a slim record: the marker without the mask files
@@ -222,7 +265,7 @@ def test_imp_record_without_masks_runs_again(glue_root):
 
 def test_structured_set_dry_run(glue_root):
     env = {"PROFILE": "small", "TASKS": "MRPC", "DATA": str(glue_root / "glue"), "MODEL": str(glue_root / "model"),
-           "OUT": str(glue_root / "runs"), "SETS": "heads_ffn", "METHODS": "imp random"}
+           "OUT": str(glue_root / "runs"), **ONE_SEED, "SETS": "heads_ffn", "METHODS": "imp random"}
     res = recipe("glue_tickets.sh", env, "--dry-run")
     assert res.returncode == 0, res.stderr
     runs = lines_of(res.stdout)
@@ -256,13 +299,13 @@ def test_unpack_masks_restores_missing_tickets_only(tmp_path):
 
 def test_train_all_tasks_use_every_row(glue_root):
     env = {"PROFILE": "small", "TASKS": "MRPC", "DATA": str(glue_root / "glue"), "MODEL": str(glue_root / "model"),
-           "OUT": str(glue_root / "runs")}
+           "OUT": str(glue_root / "runs"), **ONE_SEED}
     capped = lines_of(recipe("glue_tickets.sh", env, "--dry-run").stdout)
     full = lines_of(recipe("glue_tickets.sh", {**env, "TRAIN_ALL": "MRPC"}, "--dry-run").stdout)
     python_runs = [r for r in capped if "glue_trans.py" in r or "LT_glue.py" in r]
     assert python_runs and all("--max_train_samples 2000" in r for r in python_runs)
     assert len(full) == len(capped) and not any("--max_train_samples" in r for r in full)
-    assert all("--max_eval_samples 500" in r for r in full if "glue_trans.py" in r)
+    assert not any("--max_eval_samples" in r for r in full)  # full dev sets
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the refusal without CUDA")

@@ -12,7 +12,10 @@ import pytest
 import report
 from utils.errors import UserError
 from utils.figures import plot_curve
-from utils.report import collect, curves, mean_std, settings_of, summarise, table2, transfer_matrix, write_report
+from utils.report import write_report
+from utils.runs import collect, settings_of
+from utils.stats import mean_std
+from utils.tables import curves, summarise, table2, transfer_matrices
 
 BASELINES = {"sts-b": ("pearson", 0.0), "mrpc": ("acc", 68.4), "cola": ("mcc", 0.0)}
 
@@ -100,7 +103,8 @@ def test_pooled_runs_that_differ_are_named(runs, tmp_path):
     assert "Pooled although they differ" not in text
     write_run(runs / "lr", "cola", 60.0, seed=3, extra={"learning_rate": 2e-5, "amp_dtype": "torch.float16"})
     text = report.main([str(runs), "--out", str(tmp_path / "o1"), "--no_figures"])
-    notes = [line for line in text.splitlines() if line.startswith("- CoLA")]
+    pooled = text.split("Pooled although they differ")[1].split("\n## ")[0]
+    notes = [line for line in pooled.splitlines() if line.startswith("- CoLA")]
     assert notes == [
         "- CoLA: learning_rate differs: None (6: c/d1, c/d2, c/d3, …); 2e-05 (1: lr)",
         "- CoLA: amp_dtype differs: None (6: c/d1, c/d2, c/d3, …); torch.float16 (1: lr)",
@@ -158,17 +162,19 @@ def test_curves_and_transfer(runs):
     finished, _ = collect(runs)
     summary = summarise(finished)
     cv = curves(summary)
-    sts = cv[("sts-b", "no_pooler")]
+    sts = cv[("sts-b", "no_pooler", "")]
     assert sts["levels"] == [50, 60, 70]
     assert sts["series"]["imp"] == {50: (83.0, None, 1), 60: (81.0, None, 1), 70: (79.5, None, 1)}
     assert sts["series"]["omp"] == {70: (75.0, None, 1)}
-    sources, targets, cells = transfer_matrix(summary, 70)
-    assert targets == ["cola", "mrpc", "sts-b"] and sources == ["cola", "mrpc", "sts-b", "omp"]
-    assert cells[("sts-b", "mrpc")] == (85.0, None, 1, True)
-    assert cells[("mrpc", "sts-b")] == (70.0, None, 1, False)
-    assert cells[("sts-b", "sts-b")] == (79.5, None, 1, False)  # 79.5 < 82 - 2
-    assert cells[("omp", "sts-b")] == (75.0, None, 1, False)
-    assert ("omp", "mrpc") not in cells and ("mrpc", "mrpc") not in cells
+    matrices = transfer_matrices(summary, 70)
+    assert list(matrices) == ["no_pooler"]
+    sources, targets, cells = matrices["no_pooler"]
+    assert targets == ["cola", "mrpc", "sts-b"] and sources == ["CoLA", "MRPC", "STS-B", "OMP"]
+    assert cells[("STS-B", "mrpc")] == (85.0, None, 1, True)
+    assert cells[("MRPC", "sts-b")] == (70.0, None, 1, False)
+    assert cells[("STS-B", "sts-b")] == (79.5, None, 1, False)  # 79.5 < 82 - 2
+    assert cells[("OMP", "sts-b")] == (75.0, None, 1, False)
+    assert ("OMP", "mrpc") not in cells and ("MRPC", "mrpc") not in cells
 
 
 def test_markdown_and_csv(runs, tmp_path, capsys):
@@ -178,13 +184,16 @@ def test_markdown_and_csv(runs, tmp_path, capsys):
     assert text in printed
     assert "# Lottery-ticket report (22 finished runs, 1 unfinished)" in text
     assert "each run's final evaluation" in text
-    assert ("| STS-B (Pearson) | no_pooler | 0.0 | 82.0 ± 2.0 (n=3) | 60% | yes | 81.0 | 32.0 ± 2.8 | "
-            "10.0 | — | 40.0 | 50% | 83.0 |") in text
-    assert "| MRPC (acc) | no_pooler | 68.4 | 85.5 ± 0.7 (n=2) | none | — | at 50%: 80.0 | — | — | — | — | none | — |" in text
-    assert "| CoLA (Matthews) | no_pooler | 0.0 | 52.0 ± 2.0 (n=3) | 60% | no | 51.0 |" in text
+    assert ("| STS-B (Pearson) | no_pooler | — | 0.0 | 82.0 ± 2.0 (n=3) | 60% | yes (tried 50–60%) | 81.0 | "
+            "32.0 ± 2.8 (n=2) | 10.0 | — | 40.0 | 50% | 83.0 |") in text
+    assert ("| MRPC (acc) | no_pooler | — | 68.4 | 85.5 ± 0.7 (n=2) | none | — | at 50%: 80.0 | — | — | — | — | "
+            "none | — |") in text
+    assert "| CoLA (Matthews) | no_pooler | — | 0.0 | 52.0 ± 2.0 (n=3) | 60% | no (tried 50–60%) | 51.0 |" in text
     assert "| STS-B | missing | 85.0 * | 79.5 |" in text  # transfer row of the STS-B ticket
-    assert "- transfer OMP → MRPC" in text and "- transfer MRPC → MRPC" in text
-    assert "- STS-B no_pooler 50%: random pruning" in text
+    assert "- transfer OMP → MRPC (set no_pooler)" in text and "- transfer MRPC → MRPC (set no_pooler)" in text
+    # every method missing at a sparsity is listed, OMP and shuffled included
+    assert "- STS-B no_pooler 50%: random pruning" in text and "- STS-B no_pooler 50%: OMP" in text
+    assert "- MRPC no_pooler 50%: shuffled weights" in text
     assert "- killed: glue_trans.py on MRPC, no complete.json (last step 10)" in text
     with open(out / "table2.csv") as f:
         rows = {r["task"]: r for r in csv.DictReader(f)}
@@ -197,13 +206,13 @@ def test_figures_data_and_files(runs, tmp_path):
     _, _, figures = write_report(runs, tmp_path / "figs")
     names = sorted(p.name for p in figures)
     assert names == ["curve_cola_no_pooler.png", "curve_mrpc_no_pooler.png", "curve_sts-b_no_pooler.png",
-                     "transfer_70.png"]
+                     "transfer_70_no_pooler.png"]
     for p in figures:
         data = p.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     finished, _ = collect(runs)
     summary = summarise(finished)
-    entry = curves(summary)[("sts-b", "no_pooler")]
+    entry = curves(summary)[("sts-b", "no_pooler", "")]
     series = plot_curve(summary, "sts-b", "no_pooler", entry, tmp_path / "one.png")
     assert sorted(series) == sorted(["full model", "trivial baseline", "IMP ticket", "random pruning",
                                      "random re-init", "shuffled weights", "OMP"])
@@ -294,7 +303,7 @@ def test_slim_copy_keeps_records_and_chosen_tickets_gzipped(tmp_path):
 
     import torch
 
-    from utils.report import slim_copy
+    from utils.archive import slim_copy
 
     src = tmp_path / "runs"
     imp = src / "mrpc" / "imp_no_pooler"

@@ -5,6 +5,7 @@ baseline as a dashed line; and the transfer heatmap.
 Each function returns the data it plotted (``{series label: [(x, y), ...]}``), so tests check
 what is drawn rather than pixels.
 """
+import json
 from pathlib import Path
 
 import matplotlib
@@ -12,8 +13,10 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from utils.io import atomic_write  # noqa: E402
-from utils.report import LABELS, METHODS, curves, mean_std, task_label, transfer_matrix  # noqa: E402
+from utils.io import atomic_write, write_json  # noqa: E402
+from utils.runs import LABELS, METHODS, task_label  # noqa: E402
+from utils.stats import mean_std  # noqa: E402
+from utils.tables import curves, transfer_matrices  # noqa: E402
 
 STYLE = {"imp": ("C0", "o", "-"), "random": ("C3", "s", "--"), "omp": ("C2", "^", "-."),
          "reinit": ("C1", "v", ":"), "shuffled": ("C4", "D", "--")}
@@ -24,8 +27,8 @@ def _save(fig, path):
     plt.close(fig)
 
 
-def plot_curve(summary, task, pset, entry, path):
-    """Score vs sparsity for one task and prunable set; returns the plotted series."""
+def plot_curve(summary, task, pset, entry, path, series=""):
+    """Score vs sparsity for one task, prunable set and IMP series; returns the plotted series."""
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     data = {}
     fm, fs, fn = mean_std(summary["full"].get(task, []))
@@ -52,7 +55,8 @@ def plot_curve(summary, task, pset, entry, path):
     metric = summary["metric"].get(task, "score")
     ax.set_xlabel(f"sparsity of the prunable set, % (set: {pset})")
     ax.set_ylabel(f"{metric} (%)")
-    ax.set_title(f"{task_label(task)}: fixed-mask fine-tuning")
+    ax.set_title(f"{task_label(task)}: fixed-mask fine-tuning" + (f"\nIMP {series}" if series else ""),
+                 fontsize=9 if series else None)
     ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
     _save(fig, path)
@@ -76,7 +80,7 @@ def plot_transfer(sources, targets, cells, sparsity, path):
             text = "missing" if c is None else f"{c[0]:.1f}{'*' if c[3] else ''}"
             ax.text(j, i, text, ha="center", va="center", fontsize=8, color="0.4" if c is None else "w")
     ax.set_xticks(range(len(targets)), [task_label(t) for t in targets])
-    ax.set_yticks(range(len(sources)), ["OMP" if s == "omp" else task_label(s) for s in sources])
+    ax.set_yticks(range(len(sources)), sources)
     ax.set_xlabel("target task")
     ax.set_ylabel(f"source mask ({sparsity}%)")
     fig.colorbar(im, ax=ax, label="score (%)")
@@ -84,18 +88,64 @@ def plot_transfer(sources, targets, cells, sparsity, path):
     return {s: [(t, cells[(s, t)][0]) for t in targets if (s, t) in cells] for s in sources}
 
 
-def write_figures(summary, out_dir, transfer_sparsity=70):
-    """One curve figure per (task, set) and the transfer heatmap when there are transfer runs.
-    Returns the list of files written."""
+def plot_overlap(cross, pset, path):
+    """Heatmaps of the kept-weight share between tasks' tickets, one panel per sparsity, the
+    random expectation (1 - s) in each title; returns ``{"level": {"a|b": share}}``."""
+    import numpy as np
+
+    levels = sorted(lv for (s, lv) in cross if s == pset)
+    fig, axes = plt.subplots(1, len(levels), figsize=(0.6 + 2.9 * len(levels), 2.9), squeeze=False)
+    data = {}
+    for ax, lv in zip(axes[0], levels):
+        entry = cross[(pset, lv)]
+        labels = entry["labels"]
+        grid = np.array([[np.nan if entry["shares"].get((a, b)) is None else 100 * entry["shares"][(a, b)]
+                          for b in labels] for a in labels])
+        ax.imshow(grid, cmap="magma", vmin=100 * (1 - lv / 100), vmax=100, aspect="auto")
+        for i in range(len(labels)):
+            for j in range(len(labels)):
+                ax.text(j, i, "?" if np.isnan(grid[i, j]) else f"{grid[i, j]:.1f}", ha="center", va="center",
+                        fontsize=8, color="k" if not np.isnan(grid[i, j]) and grid[i, j] > 90 else "w")
+        ax.set_xticks(range(len(labels)), labels, fontsize=8)
+        ax.set_yticks(range(len(labels)), labels, fontsize=8)
+        ax.set_title(f"{lv}% (random masks: {100 - lv}%)", fontsize=9)
+        data[str(lv)] = {f"{a}|{b}": v for (a, b), v in entry["shares"].items()}
+    fig.suptitle(f"tickets' shared kept weights, % (set {pset})", fontsize=10)
+    _save(fig, path)
+    return data
+
+
+def slug(text):
+    """A file-name part from an IMP series label."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")
+
+
+def write_figures(summary, out_dir, transfer_sparsity=70, overlaps=None):
+    """One curve figure per (task, set, IMP series) (``curve_<task>_<set>.png``, the series'
+    slug appended when a task and set have several), one transfer heatmap per prunable set with
+    transfer runs (``transfer_<sparsity>_<set>.png``) and one heatmap of the tickets' cross-task
+    overlap per set (``overlap_<set>.png``, from ``overlaps``); ``figures.json`` holds what each
+    figure plots (file name -> its data), so a record's figures are checked by their data.
+    Returns the files written."""
     out_dir = Path(out_dir)
-    written = []
-    for (task, pset), entry in sorted(curves(summary).items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
-        path = out_dir / f"curve_{task}_{pset}.png"
-        plot_curve(summary, task, pset, entry, path)
+    written, plotted = [], {}
+    cv = curves(summary)
+    for (task, pset, series), entry in sorted(cv.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        several = sum(1 for (t, s, _) in cv if (t, s) == (task, pset)) > 1
+        path = out_dir / (f"curve_{task}_{pset}" + (f"_{slug(series)}" if several else "") + ".png")
+        plotted[path.name] = plot_curve(summary, task, pset, entry, path, series)
         written.append(path)
-    sources, targets, cells = transfer_matrix(summary, transfer_sparsity)
-    if any(s != t for (s, t) in cells):
-        path = out_dir / f"transfer_{transfer_sparsity}.png"
-        plot_transfer(sources, targets, cells, transfer_sparsity, path)
+    for pset, (sources, targets, cells) in sorted(transfer_matrices(summary, transfer_sparsity).items()):
+        if any(not s.startswith(task_label(t)) for (s, t) in cells):
+            path = out_dir / f"transfer_{transfer_sparsity}_{pset}.png"
+            plotted[path.name] = plot_transfer(sources, targets, cells, transfer_sparsity, path)
+            written.append(path)
+    cross = (overlaps or {}).get("cross") or {}
+    for pset in sorted({s for (s, _) in cross}):
+        path = out_dir / f"overlap_{pset}.png"
+        plotted[path.name] = plot_overlap(cross, pset, path)
         written.append(path)
+    write_json(out_dir / "figures.json", json.loads(json.dumps(plotted)))  # tuples as lists
     return written

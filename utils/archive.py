@@ -1,0 +1,64 @@
+"""The slim record of a folder of runs: what regenerates its report on another machine (JSON
+records, mask provenance, the measured mask overlaps, chosen tickets gzipped), no weights."""
+from pathlib import Path
+
+from utils.io import read_json
+from utils.tables import level
+
+SLIM_FILES = ("args.json", "results.json", "complete.json", "mask_provenance.json", "mask_sparsity.json",
+              "shuffle_weight_provenance.json")
+
+
+def slim_copy(src, dst, mask_levels=()):
+    """Copy the slim record of every run under ``src`` to ``dst`` (same relative layout): the
+    JSON files that say what each run is and what it scored, and the provenance and sparsity
+    reports of masks; no weights or logs. ``mask_levels`` (sparsities in percent): also the IMP
+    tickets at those sparsities, gzipped beside their records (``mask.pt.gz``, about 1/8 of the
+    bool file), so fine-tunes still to run need no new IMP run on another machine
+    (``scripts/reproduce_small.sh`` unpacks them). Returns the number of files copied."""
+    import gzip
+    import shutil
+
+    from utils.io import atomic_write
+
+    src, dst = Path(src), Path(dst)
+    n = _write_overlaps(src, dst)
+    for path in sorted(src.rglob("*.json")):
+        if path.name in SLIM_FILES or path.name.endswith("_provenance.json"):
+            target = dst / path.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+            n += 1
+    levels = {int(v) for v in mask_levels}
+    for results in sorted(src.rglob("results.json")) if levels else []:
+        for m in (read_json(results) or {}).get("masks", []) or []:
+            mask = results.parent / str(m.get("path", ""))
+            if level(m.get("sparsity")) in levels and mask.is_file():
+                target = dst / mask.relative_to(src)
+                gz = target.with_name(target.name + ".gz")
+
+                def write(tmp, mask=mask):  # no name or time in the header: same mask, same bytes
+                    with open(mask, "rb") as f_in, open(tmp, "wb") as raw, \
+                            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as f_out:
+                        shutil.copyfileobj(f_in, f_out)
+                atomic_write(gz, write)
+                n += 1
+    return n
+
+
+
+def _write_overlaps(src, dst):
+    """The overlaps of the report's masks, measured from the mask files under ``src`` (and
+    those its own record kept), into ``dst``'s record: a report from the record alone shows
+    them. Returns the number of files written (0 or 1)."""
+    from utils.io import write_json
+    from utils.overlap import STORE
+    from utils.report import measure_overlaps
+    from utils.runs import collect
+
+    finished, _ = collect(src)
+    _, store = measure_overlaps(src, finished)
+    if not store.pairs:
+        return 0
+    write_json(dst / STORE, store.record())
+    return 1

@@ -1,0 +1,82 @@
+"""Generated blocks of the README and ``docs/``: tables that have a source (the profile
+definitions, the committed records) are written between markers, never typed, and a test fails
+when one is stale (``python scripts/build_docs.py --check``).
+
+A block is ``<!-- generated: NAME -->`` ... ``<!-- end: NAME -->``; NAME is a key of
+:data:`GENERATORS`.
+"""
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCK = re.compile(r"(<!-- generated: (?P<name>[a-z0-9_]+) -->\n)(?P<body>.*?)(<!-- end: (?P=name) -->)", re.S)
+
+
+def _profiles():
+    from utils.profiles import markdown_table
+
+    return markdown_table()
+
+
+def _report_section(record, heading):
+    """A section of the report regenerated from a committed record, from its heading to the
+    next one of the same level."""
+    from utils.report import write_report
+
+    text, _, _ = write_report(ROOT / record, None, figures=False)
+    level = heading.split(" ")[0] + " "
+    start = text.index(heading)
+    rest = text[start + len(heading):]
+    nxt = [m.start() for m in re.finditer(rf"^{re.escape(level)}", rest, re.M)]
+    return (heading + rest[: nxt[0]] if nxt else text[start:]).strip()
+
+
+def _table2(record):
+    section = _report_section(record, "## Table 2: highest sparsity with a matching IMP ticket")
+    return section.split("\n", 1)[1].strip()
+
+
+def _comparisons(record):
+    section = _report_section(record, "## The ticket against the full model and against OMP")
+    return section.split("\n", 1)[1].strip()
+
+
+def _budget(path):
+    from utils.budget import budget_table
+
+    return budget_table(json.loads((ROOT / path).read_text()))
+
+
+GENERATORS = {
+    "profiles": _profiles,
+    "small_table2": lambda: _table2("results/small"),
+    "small_comparisons": lambda: _comparisons("results/small"),
+    "imp_budget": lambda: _budget("results/imp_budget/budget.json"),
+}
+
+
+def render_file(text, only=None):
+    """``text`` with every generated block rewritten (``only``: a set of names)."""
+    cache = {}
+
+    def sub(m):
+        name = m.group("name")
+        if only is not None and name not in only:
+            return m.group(0)
+        if name not in GENERATORS:
+            raise KeyError(f"unknown generated block '{name}'")
+        if name not in cache:
+            cache[name] = GENERATORS[name]().rstrip("\n") + "\n"
+        return m.group(1) + cache[name] + m.group(4)
+
+    return BLOCK.sub(sub, text)
+
+
+def doc_files():
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def stale(files=None):
+    """The files whose generated blocks differ from what the generators write now."""
+    return [f for f in files or doc_files() if f.is_file() and render_file(f.read_text()) != f.read_text()]

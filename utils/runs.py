@@ -1,0 +1,195 @@
+"""Reading runs: what each run under a folder is, from what it wrote.
+
+A run is a folder with ``args.json``. What it is comes from its files, never from folder names:
+the script, the task, ``--dir``, and the provenance of the mask and weight file it loaded
+(``args.json`` ``provenance``, else a record of the same sha256 found under the folder).
+Scores are each finished run's final evaluation (``complete.json`` ``headline``, in percent); a
+folder without ``complete.json`` is an unfinished run.
+"""
+import math
+from pathlib import Path
+
+from utils.errors import UserError
+from utils.io import read_json
+
+METHODS = ("full", "imp", "random", "omp", "reinit", "shuffled")
+LABELS = {"full": "full model", "imp": "IMP ticket", "random": "random pruning", "omp": "OMP",
+          "reinit": "random re-init", "shuffled": "shuffled weights", "transfer": "transferred ticket"}
+METRIC_NAMES = {"mcc": "Matthews", "acc": "acc", "pearson": "Pearson", "f1": "F1"}
+TASK_NAMES = {"cola": "CoLA", "sst-2": "SST-2", "mrpc": "MRPC", "sts-b": "STS-B", "qqp": "QQP",
+              "mnli": "MNLI", "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI", "squad": "SQuAD",
+              "mlm": "MLM", "omp": "OMP"}
+FINAL_NOTE = "Scores: each run's final evaluation on the dev rows it evaluated, headline metric in percent."
+
+
+def task_label(task):
+    return TASK_NAMES.get(str(task).lower(), str(task))
+
+
+def mask_set(record):
+    """The set column of a mask's record: its prunable set (``paper``/``no_pooler``), or
+    ``heads_ffn`` for a structured mask (whole heads and neurons, the pooler dense)."""
+    record = record or {}
+    if record.get("structure") == "heads_ffn":
+        return "heads_ffn"
+    return record.get("prunable_set", "paper")
+
+
+def find_run_dirs(root):
+    """Every folder under ``root`` holding an ``args.json`` (checkpoint folders never do)."""
+    return sorted({p.parent for p in Path(root).rglob("args.json")})
+
+
+def _mask_index(root, run_dirs, args_by_dir, results_by_dir):
+    """sha256 -> record, from every provenance sidecar under ``root`` and every IMP run's mask
+    list, so a mask copied without its sidecar is still recognised by its bytes."""
+    index = {}
+    for side in Path(root).rglob("*_provenance.json"):
+        rec = read_json(side)
+        if isinstance(rec, dict) and rec.get("sha256"):
+            index[rec["sha256"]] = rec
+    for d in run_dirs:
+        res = results_by_dir.get(d) or {}
+        for m in res.get("masks", []) or []:
+            if m.get("sha256") and m["sha256"] not in index:
+                index[m["sha256"]] = {"kind": "imp", "task": res.get("task"), "sparsity": m.get("sparsity"),
+                                      "prunable_set": res.get("prunable_set", "paper"),
+                                      "structure": res.get("structure", "unstructured"),
+                                      "pruning_event": m.get("pruning_event"), "step": m.get("step"),
+                                      "args": args_by_dir.get(d) if isinstance(args_by_dir.get(d), dict) else None}
+    return index
+
+
+def mask_records(root):
+    """sha256 -> record of every mask under ``root`` (:func:`_mask_index`)."""
+    dirs = find_run_dirs(root)
+    return _mask_index(root, dirs, {d: read_json(d / "args.json") for d in dirs},
+                       {d: read_json(d / "results.json") for d in dirs})
+
+
+def imp_series(imp_args):
+    """How an IMP run made its tickets, from its flags: round length (updates), learning rate,
+    schedule and training rows. Tickets of differently made IMP runs are separate series of
+    every table, never pooled. "" when the record does not say."""
+    a = imp_args or {}
+    if not a.get("save_steps") or a.get("learning_rate") is None:
+        return ""
+    rows, sub = a.get("max_train_samples"), a.get("train_subset_seed")
+    return (f"rounds of {a['save_steps']}, lr {float(a['learning_rate']):g}, {a.get('round_schedule') or 'whole_run'}, "
+            f"{rows or 'all'} rows" + (f" (subset seed {sub})" if sub is not None else ""))
+
+
+def checkpoint_id(record):
+    """The pre-trained weights a mask or run came from: their hash, else their path."""
+    ckpt = (record or {}).get("checkpoint") or {}
+    return (ckpt.get("weights_sha256") or "")[:12] or ckpt.get("name_or_path")
+
+
+# The fine-tuning settings a score depends on. Scores that one task's tables put side by side
+# (the full model's seeds, the cells, the ticket against the full model) should share them.
+SETTINGS = ("model", "learning_rate", "num_train_epochs", "max_steps", "max_train_samples", "train_subset_seed",
+            "max_eval_samples",
+            "max_seq_length", "global_batch", "amp_dtype", "weight_decay", "warmup_steps")
+
+
+def settings_of(args):
+    """The run's values of ``SETTINGS``; ``model`` is the checkpoint's weights hash (its path
+    when the run recorded no hash; None for a random re-init, which is compared on the rest),
+    ``global_batch`` per-process batch x processes x accumulation."""
+    ckpt = (args.get("provenance") or {}).get("checkpoint") or {}
+    out = {k: args.get(k) for k in SETTINGS}
+    out["model"] = (ckpt.get("weights_sha256") or "")[:12] or args.get("model_name_or_path")
+    if args.get("dir") == "rand" or ckpt.get("init") == "rand":
+        out["model"] = None  # random re-init: no pre-trained weights to compare
+    try:
+        out["global_batch"] = (int(args["per_gpu_train_batch_size"]) * int(args.get("world_size") or 1)
+                               * int(args.get("gradient_accumulation_steps") or 1))
+    except (KeyError, TypeError, ValueError):
+        out["global_batch"] = None
+    return out
+
+
+def classify(args, results, complete, mask_index=None):
+    """What one run is: a dict with ``kind`` (``imp`` search or ``finetune``), ``task``,
+    ``method`` (full | imp | random | omp | reinit | shuffled | other), ``source`` (the task
+    that made the mask, or ``omp``/``random``), ``set`` (prunable set), ``sparsity``, ``seed``,
+    ``score`` (None when unfinished), ``baseline``; for a masked run ``mask_sha``,
+    ``checkpoint`` (:func:`checkpoint_id` of the mask) and ``series`` (:func:`imp_series` of
+    the IMP run that made a ticket, "" for OMP and random masks)."""
+    results = results or {}
+    complete = complete or {}
+    task = str(results.get("task") or complete.get("task") or args.get("task_name") or "?").lower()
+    kind = results.get("kind") or complete.get("kind")
+    if kind is None:
+        kind = "imp" if str(args.get("script", "")).startswith("LT_") or "(IMP)" in str(args.get("script", "")) else "finetune"
+    run = {"task": task, "kind": kind, "script": args.get("script"), "seed": args.get("seed"),
+           "finished": bool(complete), "score": None, "metric": None,
+           "baseline": complete.get("baseline") or results.get("baseline"), "settings": settings_of(args),
+           "wall_time_s": complete.get("wall_time_s")}
+    head = complete.get("headline")
+    if head:
+        run["score"], run["metric"] = head.get("value"), head.get("metric")
+        if run["score"] is not None and math.isnan(run["score"]):
+            # a constant prediction: Pearson/Matthews undefined, counted 0 like the trivial baseline
+            run["score"], run["undefined"] = 0.0, True
+    if kind == "imp":
+        run.update(method="imp_search", source=task, set=mask_set({**args, **results}),
+                   sparsity=None, evaluations=results.get("evaluations", []), series=imp_series(args))
+        return run
+    prov = args.get("provenance") or {}
+    mask, pert = prov.get("mask"), prov.get("weight_pertub")
+    init = args.get("dir") or "pre"
+    record = None
+    if mask:
+        record = mask.get("record") or (mask_index or {}).get(mask.get("sha256"))
+    if not mask:
+        method = "full" if init == "pre" and not pert else "other"
+        run.update(method=method, source=None, set=None, sparsity=0.0)
+        return run
+    if record is None:
+        run.update(method="other", source="unknown mask", set=None,
+                   sparsity=results.get("initial_sparsity"), note=f"no record for mask {mask.get('path')}")
+        return run
+    mkind = record.get("kind")
+    source = record.get("task") if mkind == "imp" else mkind
+    if mkind == "imp":
+        method = "shuffled" if pert else "reinit" if init == "rand" else "imp"
+    elif mkind in ("omp", "random") and init == "pre" and not pert:
+        method = mkind
+    else:
+        method = "other"
+    run.update(method=method, source=str(source).lower() if source else None,
+               set=mask_set(record), sparsity=record.get("sparsity"),
+               structure=record.get("structure", "unstructured"), mask_sha=mask.get("sha256"),
+               checkpoint=checkpoint_id(record),
+               series=imp_series(record.get("args")) if mkind == "imp" else "")
+    return run
+
+
+def collect(root):
+    """(finished runs, unfinished runs) under ``root``; raises UserError when there is none."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root}: not a folder of runs")
+    dirs = find_run_dirs(root)
+    if not dirs:
+        raise UserError(f"{root}: no runs found (no args.json in it or below)")
+    args_by, res_by, done_by = {}, {}, {}
+    for d in dirs:
+        args_by[d], res_by[d], done_by[d] = read_json(d / "args.json"), read_json(d / "results.json"), read_json(d / "complete.json")
+    index = _mask_index(root, dirs, args_by, res_by)
+    finished, unfinished = [], []
+    for d in dirs:
+        if not isinstance(args_by[d], dict):
+            unfinished.append({"path": str(d.relative_to(root)), "why": "args.json unreadable"})
+            continue
+        run = classify(args_by[d], res_by[d], done_by[d], index)
+        run["path"] = str(d.relative_to(root)) if d != root else "."
+        if run["finished"]:
+            finished.append(run)
+        else:
+            steps = (res_by[d] or {}).get("global_step")
+            unfinished.append({"path": run["path"], "why": f"{run['script']} on {task_label(run['task'])}, "
+                               f"no complete.json (last step {steps if steps is not None else '?'})"})
+    return finished, unfinished
+
