@@ -288,14 +288,28 @@ tickets_plan() {
     add_run "$A" "$dir/complete.json" "$dir.log" \
       "$LAUNCH $ft_script $common --output_dir $dir --dir pre $ftf --seed $seed"
   done
+  # seed-major: every cell's first seed, then every cell's second, ... so that a queue stopped
+  # half-way leaves every cell covered at a lower n rather than some cells complete
+  local rank=1 most=0 list
+  for method in $METHODS; do
+    list=($(seeds_of "$method")); [ "${#list[@]}" -gt "$most" ] && most=${#list[@]}
+  done
+  declare -A tickets=()
   for SET in $SETS; do
     for sp in $SPARSITIES; do
-      ticket=$(ticket_mask "$out/imp_$SET" "$sp" "$($expect "$out/imp_$SET" "$sp")")
-      for method in $METHODS; do
-        for seed in $(seeds_of "$method"); do
+      tickets[$SET.$sp]=$(ticket_mask "$out/imp_$SET" "$sp" "$($expect "$out/imp_$SET" "$sp")")
+    done
+  done
+  for ((rank = 1; rank <= most; rank++)); do
+    for SET in $SETS; do
+      for sp in $SPARSITIES; do
+        for method in $METHODS; do
+          list=($(seeds_of "$method"))
+          [ "${#list[@]}" -ge "$rank" ] || continue
+          seed=${list[$((rank - 1))]}
           dir=$out/${method}_${SET}_${sp}_s$seed
           add_run "$B" "$dir/complete.json" "$dir.log" \
-            "$LAUNCH $ft_script $common --output_dir $dir $(method_flags "$method" "$SET" "$sp" "$ticket" "$seed") $ftf --seed $seed"
+            "$LAUNCH $ft_script $common --output_dir $dir $(method_flags "$method" "$SET" "$sp" "${tickets[$SET.$sp]}" "$seed") $ftf --seed $seed"
         done
       done
     done

@@ -1,29 +1,31 @@
 #!/usr/bin/env bash
-# The README's small-scale reproduction on MiniLM-L6 (../shared/data), CPU-sized: the `small`
-# profile of glue_tickets.sh, task after task. STS-B with the pooler left out of the prunable
-# set, then STS-B again with the paper's prunable set (pooler included; IMP ticket and random
-# pruning) so the pooler's effect is measured, STS-B with structured tickets (heads_ffn: IMP
-# ticket and random structured pruning), then MRPC and CoLA (pooler left out). Two runs
-# side by side, one thread each. Re-running skips every finished run, so a killed
-# reproduction resumes run by run.
+# The small-scale reproduction that can fail (MiniLM-L6 from ../shared/data, CPU-sized; see
+# docs/results.md): the `small` profile of glue_tickets.sh, the pooler left out of pruning,
+# STS-B, MRPC and CoLA one after the other: the full model over 5 seeds, the IMP ticket and
+# one-shot magnitude pruning (OMP) over 3, random pruning over 2 (a fresh mask per seed),
+# random re-init over 1, at 40, 50, 60 and 70 %. Fine-tunes go seed-major, so a queue stopped
+# half-way leaves every cell covered at a lower n. Two runs side by side, one thread each;
+# re-running skips every finished run.
 #
-#   bash scripts/reproduce_small.sh [--dry-run]        # OUT=runs/glue_small by default
-#   (it first copies the committed record results/small into OUT: finished runs are skipped)
-#   python report.py runs/glue_small --out figs/small
+#   bash scripts/reproduce_small.sh [--dry-run]       # OUT=runs/glue_small2 by default
+#   python report.py runs/glue_small2 --out runs/glue_small2/report \
+#       --slim_copy results/small2 --slim_masks 40,50,60,70   # the committed record
+#
+# It first copies the committed record results/small2 into OUT (finished runs are skipped, the
+# tickets it carries are unpacked), and from the short-round record results/small the MRPC
+# runs whose settings are the same here (the full model's seeds 1-3 and random pruning's seed
+# 1: same rows, same dev set, same random masks).
 set -euo pipefail
 here="$(dirname "$0")"
-export PROFILE=small JOBS=${JOBS:-2} OUT=${OUT:-runs/glue_small}
-# on a fresh machine, start from the committed slim record: its finished runs are skipped
-# (an IMP run whose masks a missing fine-tune needs runs again)
-SEED=${SEED:-$here/../results/small}
-if [ -d "$SEED" ] && [ "${1:-}" != --dry-run ]; then
-  mkdir -p "$OUT" && cp -rn "$SEED"/. "$OUT"/
-  source "$here/recipe_lib.sh" && unpack_masks "$OUT"  # the tickets the record carries
+export PROFILE=small JOBS=${JOBS:-2} OUT=${OUT:-runs/glue_small2}
+if [ "${1:-}" != --dry-run ]; then
+  mkdir -p "$OUT/mrpc"
+  [ -d "$here/../results/small2" ] && cp -rn "$here/../results/small2"/. "$OUT"/
+  for run in dense_s1 dense_s2 dense_s3 random_no_pooler_50_s1 random_no_pooler_60_s1 random_no_pooler_70_s1; do
+    [ -d "$here/../results/small/mrpc/$run" ] && [ ! -e "$OUT/mrpc/$run" ] && cp -r "$here/../results/small/mrpc/$run" "$OUT/mrpc/"
+  done
+  source "$here/recipe_lib.sh" && unpack_masks "$OUT"
 fi
-SETS=no_pooler TASKS=STS-B bash "$here/glue_tickets.sh" "$@"
-SETS=paper TASKS=STS-B METHODS="imp random" bash "$here/glue_tickets.sh" "$@"
-# structured tickets (whole heads and FFN neurons) against random structured pruning
-SETS=heads_ffn TASKS=STS-B METHODS="imp random" bash "$here/glue_tickets.sh" "$@"
-for task in ${MORE_TASKS:-MRPC CoLA}; do
+for task in ${TASK_ORDER:-STS-B MRPC CoLA}; do
   SETS=no_pooler TASKS=$task bash "$here/glue_tickets.sh" "$@"
 done

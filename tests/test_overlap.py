@@ -102,6 +102,7 @@ def test_budget_rows_from_an_imp_folder(tmp_path):
     st = budget_rows(imp, masks)
     (row,) = st["rows"]
     assert row["sparsity"] == 50 and row["omp_overlap"] == 0.5 and row["random_overlap"] == 0.5
+    assert row["toward_random"] == 1.0  # as unrelated to OMP as a random mask
     assert row["score_before"] == pytest.approx(80.0) and row["lr_integral"] == pytest.approx(2.5)
     assert row["movement"] is None and st["train_subset_seed"] == 0
 

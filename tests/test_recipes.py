@@ -106,6 +106,9 @@ def test_small_profile_seeds_per_method_omp_and_fresh_random_masks(glue_root):
     for method, n in (("imp", 3), ("omp", 3), ("random", 2), ("reinit", 1)):
         assert sum(f"/mrpc/{method}_no_pooler_40_s" in r for r in runs) == n, method
     assert sum("/mrpc/dense_s" in r for r in runs) == 5
+    # seed-major: every cell's first seed before any cell's second (a stopped queue covers all)
+    masked = [r.rsplit("--seed ", 1)[1] for r in runs if "/mrpc/" in r and "--mask_dir" in r]
+    assert masked == ["1"] * 16 + ["2"] * 12 + ["3"] * 8
     random2 = next(r for r in runs if "/mrpc/random_no_pooler_60_s2 " in r)
     assert "random_no_pooler_60_s2/mask.pt" in random2 and "--seed 2" in random2
     omp3 = next(r for r in runs if "/sts-b/omp_no_pooler_70_s3 " in r)

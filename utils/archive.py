@@ -15,7 +15,7 @@ def slim_copy(src, dst, mask_levels=()):
     reports of masks; no weights or logs. ``mask_levels`` (sparsities in percent): also the IMP
     tickets at those sparsities, gzipped beside their records (``mask.pt.gz``, about 1/8 of the
     bool file), so fine-tunes still to run need no new IMP run on another machine
-    (``scripts/reproduce_small.sh`` unpacks them). Returns the number of files copied."""
+    (the reproduction recipes unpack them). Returns the number of files copied."""
     import gzip
     import shutil
 

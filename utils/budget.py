@@ -6,7 +6,9 @@ A round's *learning-rate integral* is the sum of the learning rates of its updat
 mean learning rate): the scale of the change delta that fine-tuning adds to theta0 before the
 round's magnitude pruning (each round rewinds to theta0, so the mask is that of theta0 + delta).
 The *measured movement* is ||theta_k - theta0|| / ||theta0|| over the weights the round's mask
-kept, theta_k being the weights the round trained (``--save_round_weights 1``).
+kept, theta_k being the weights the round trained (``--save_round_weights 1``). *From OMP
+toward random* is (1 - overlap) / s at sparsity s: 0 for the OMP mask itself, about 1 for a mask
+as unrelated to OMP as an independent random one.
 """
 import math
 from pathlib import Path
@@ -100,6 +102,7 @@ def budget_rows(imp_dir, omp_root, theta0_path=None):
         score = scores.get(m["step"])
         rows.append({"event": m.get("pruning_event"), "step": m["step"], "sparsity": level,
                      "omp_overlap": ov["share"] if ov else None, "random_overlap": random_expectation(level),
+                     "toward_random": (1 - ov["share"]) / (level / 100) if ov and level else None,
                      "score_before": None if score is None else 100.0 * score, "metric": metric,
                      "lr_integral": integral, "movement": moved})
         previous = ticket
@@ -112,14 +115,15 @@ def budget_rows(imp_dir, omp_root, theta0_path=None):
 def budget_table(studies):
     """Markdown: one line per IMP run and sparsity."""
     head = ("| round budget | LR integral per round | sparsity | ticket-OMP overlap | random masks | "
-            "in-loop score before the event | movement of the round |")
-    lines = [head, "|" + "---|" * 7]
+            "from OMP toward random | in-loop score before the event | movement of the round |")
+    lines = [head, "|" + "---|" * 8]
     for st in studies:
         budget = f"{st['round_updates']} updates, lr {st['learning_rate']:g}, {st['round_schedule']}"
         for r in st["rows"]:
             ov = "–" if r["omp_overlap"] is None else f"{100 * r['omp_overlap']:.2f} %"
             sc = "–" if r["score_before"] is None else f"{r['score_before']:.1f}"
             mv = "–" if r["movement"] is None else f"{100 * r['movement']:.2f} %"
+            tr = "–" if r.get("toward_random") is None else f"{100 * r['toward_random']:.1f} %"
             lines.append(f"| {budget} | {r['lr_integral']:.4f} | {r['sparsity']} % | {ov} | "
-                         f"{100 * r['random_overlap']:.0f} % | {sc} | {mv} |")
+                         f"{100 * r['random_overlap']:.0f} % | {tr} | {sc} | {mv} |")
     return "\n".join(lines)

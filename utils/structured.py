@@ -209,20 +209,22 @@ def max_sparsity(model):
     return 1.0 - sum(4 * d * p["q"].weight.shape[1] for p in layers) / total
 
 
-def structured_prune(model, fraction, how="magnitude", seed=0, impl=None):
+def structured_prune(model, fraction, how="magnitude", seed=0, impl=None, table=None):
     """Remove heads and neurons until ``fraction`` of the encoder's prunable weights are pruned
     (cumulative, counting earlier pruning; to the nearest unit; at most :func:`max_sparsity`).
 
-    ``how="magnitude"``: lowest mean |effective weight| first (ties by layer, heads before
-    neurons, index); ``how="random"``: a uniformly random order drawn from ``seed``. Earlier
-    pruned units stay pruned (masks nest). Applies and returns the masks (every prunable key).
+    ``how="magnitude"``: lowest score first (ties by layer, heads before neurons, index), the
+    score being mean |effective weight| or, with ``table`` (a :func:`unit_table` of the model's
+    current layout whose ``score`` another criterion filled, :mod:`utils.importance`), that
+    score; ``how="random"``: a uniformly random order drawn from ``seed``. Earlier pruned units
+    stay pruned (masks nest). Applies and returns the masks (every prunable key).
     """
     from utils.pruning import apply_masks, masking_impl
 
     if not 0.0 <= fraction <= 1.0:
         raise UserError(f"structured pruning fraction must lie in [0, 1], got {fraction}")
     layout = current_layout(model)
-    table = unit_table(model, layout)
+    table = unit_table(model, layout) if table is None else table
     target = round(fraction * encoder_total(table))
     n = table["size"].size
     if how == "magnitude":
