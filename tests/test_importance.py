@@ -187,3 +187,39 @@ def test_rescaling_a_pruned_model_brings_its_outputs_closer():
     pruned = sum(int((~m).sum()) for k, m in masks.items() if "pooler" not in k)
     total = sum(m.numel() for k, m in masks.items() if "pooler" not in k)
     assert P.model_sparsity(model, "no_pooler") == pytest.approx(100.0 * pruned / total)
+
+
+def test_oneshot_structured_script_writes_mask_scores_and_rescaled_model(tmp_path, tiny_bert_dir):
+    """On a tiny MRPC: the Fisher mask at 30 %, its per-unit scores beside it, the rescaled
+    model (loadable, pruned as the mask says) and the dev score without training."""
+    import json
+
+    import oneshot_structured
+    from test_glue_scripts import write_mrpc
+
+    from utils.models import load_model
+
+    data = write_mrpc(tmp_path / "MRPC")
+    out = tmp_path / "fisher"
+    res = oneshot_structured.main(["--task_name", "MRPC", "--data_dir", str(data), "--model_name_or_path",
+                                   str(tiny_bert_dir), "--output_dir", str(out), "--structure_score", "fisher",
+                                   "--score_batches", "2", "--per_gpu_train_batch_size", "4", "--rate", "0.3",
+                                   "--rescale", "--do_eval", "--cache_dir", str(tmp_path / "cache")])
+    masks = P.load_mask(out / "mask.pt")
+    scores = json.loads((out / "mask_scores.json").read_text())
+    assert scores["score"] == "fisher" and scores["batches"] == 2 and scores["normalise"] == "size"
+    kept = [u["kept"] for u in scores["units"]]
+    layout = S.layout_from_masks(masks, 16)
+    assert kept == [bool(x) for lay in layout for x in (*lay["heads"].tolist(), *lay["neurons"].tolist())]
+    removed = [u["score"] for u in scores["units"] if not u["kept"]]
+    survivors = [u["score"] for u in scores["units"] if u["kept"] and u["unit"] == "neuron"]
+    assert removed and max(s for s in removed) <= max(survivors)
+    assert 25.0 < res["sparsity"] < 35.0 and "acc" in res["eval"] and res["seconds"]["scoring"] > 0
+    assert len(scores["scales"]) == 2
+    rec = json.loads((out / "mask_provenance.json").read_text())
+    assert rec["kind"] == "structured_fisher" and rec["rescaled"] is True
+    model = load_model("glue", out / "model", num_labels=2)
+    for layer in S.encoder_layers(P.prunable_modules(model)):
+        for part in ("i", "o", "q", "ao"):
+            key = next(k for k, m in P.prunable_modules(model).items() if m is layer[part]) + ".weight_mask"
+            assert bool(((layer[part].weight == 0) | masks[key]).all())  # pruned weights are zero

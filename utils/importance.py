@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from utils.pruning import prunable_modules
-from utils.structured import encoder_layers, head_size, unit_table
+from utils.structured import encoder_layers, head_size, structured_prune, unit_table
 
 SCORES = ("magnitude", "layer_norm_magnitude", "taylor", "fisher")
 NORMALISE = ("size", "none", "layer")
@@ -194,12 +194,13 @@ def _forward(model, batch):
         model(**{k: v for k, v in batch.items() if k != "labels"})
 
 
-def rescale_kept_units(model, masks, batches):
+def rescale_kept_units(model, masks, batches, full=None):
     """Kwon et al.'s idea without retraining: layer by layer (its heads, then its neurons),
     fold into the output weights of ``model`` (a dense, fine-tuned model that ``masks``, a
     structured mask, prunes) the least-squares scales (:func:`least_squares_scales`) that best
     restore the full model's outputs on ``batches``, the earlier layers already pruned and
-    rescaled. Applies the masks. Returns ``[{"layer", "heads": scales, "neurons": scales}]``."""
+    rescaled. ``full``: the dense model (default: a copy of ``model``, which must then still be
+    dense). Applies the masks. Returns ``[{"layer", "heads": scales, "neurons": scales}]``."""
     import copy
 
     from utils.pruning import _weight, apply_masks, masking_impl
@@ -207,7 +208,7 @@ def rescale_kept_units(model, masks, batches):
 
     d = head_size(model)
     layout = layout_from_masks(masks, d)
-    full = copy.deepcopy(model).eval()
+    full = (copy.deepcopy(model) if full is None else full).eval()
     was_training = model.training
     model.eval()
     apply_masks(model, masks, masking_impl(model) or "plain")
@@ -238,3 +239,43 @@ def rescale_kept_units(model, masks, batches):
     finally:
         model.train(was_training)
     return out
+
+
+# --- the one-shot path: score on a task's batches, prune, optionally rescale -----------------
+
+def score_batches(dataset, collator, batch_size, n_batches, seed, device):
+    """The first ``n_batches`` batches of a seeded shuffle of ``dataset`` (on ``device``)."""
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(dataset), generator=g).tolist()
+    out = []
+    for i in range(min(n_batches, (len(order) + batch_size - 1) // batch_size)):
+        rows = [dataset[j] for j in order[i * batch_size:(i + 1) * batch_size]]
+        out.append({k: v.to(device) for k, v in collator(rows).items()})
+    return out
+
+
+def oneshot_structured(model, fraction, how, batches, normalise="size", rescale=False):
+    """Score every head and neuron of ``model`` (:func:`unit_scores`), remove the lowest until
+    ``fraction`` of the encoder's weights are pruned (:func:`utils.structured.structured_prune`),
+    and with ``rescale`` fold the least-squares scales of the kept units into the weights
+    (:func:`rescale_kept_units`). Returns (masks, the score record, the scales or None, seconds
+    spent scoring, seconds spent rescaling)."""
+    import time
+
+    from utils.structured import current_layout
+
+    import copy
+
+    dense = copy.deepcopy(model) if rescale else None
+    start = time.perf_counter()
+    table, raw = unit_scores(model, current_layout(model), how, batches, normalise)
+    masks = structured_prune(model, fraction, table=table)
+    scored = time.perf_counter() - start
+    kept = unit_table(model, current_layout(model))["alive"]
+    record = score_record(table, raw, how, normalise, len(batches) if how in ("taylor", "fisher") else 0, kept)
+    scales, rescaled = None, 0.0
+    if rescale:
+        start = time.perf_counter()
+        scales = rescale_kept_units(model, masks, batches, full=dense)
+        rescaled = time.perf_counter() - start
+    return masks, record, scales, scored, rescaled
