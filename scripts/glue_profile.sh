@@ -4,12 +4,11 @@ recipe_settings glue
 DATA=${DATA:-../shared/data/glue}
 
 # The profiles are data in utils/profiles.py (the docs' profile table is generated from it):
-# TASKS SPARSITIES METHODS SETS TRAIN_ALL SUBSET_TASKS MAX_EVAL ROUND_EPOCHS SCHEDULE (a user's
+# TASKS SPARSITIES METHODS SETS TRAIN_ALL SUBSET_TASKS MAX_EVAL ROUND_EPOCHS SCHEDULE IMP_LR (a user's
 # setting wins), LR BATCH SEQ FT_EPOCHS MAX_TRAIN, and the seeds per method (seed_settings).
 profile_lines=$("$PYTHON" "$ROOT/utils/profiles.py" glue "$PROFILE") || exit 2
 eval "$profile_lines"
 AMP=${AMP:-}
-IMP_LR=${IMP_LR:-$LR}
 SUBSET_SEED=${SUBSET_SEED:-0}
 BATCH_PER_GPU=$(per_process "$BATCH")
 need_model "and DATA=<GLUE root>"

@@ -10,7 +10,7 @@
 #   PROFILE=paper MODEL=/models/bert-base-uncased DATA=glue_data NGPU=4 bash scripts/glue_tickets.sh
 #
 # Settings (environment variables, defaults in brackets):
-#   PROFILE      paper | small | quick  [small]   budgets: see the case below and the README
+#   PROFILE      paper | small | quick  [small]   budgets: utils/profiles.py, docs/recipes.md
 #   MODEL        checkpoint folder      [../shared/data/models/all-MiniLM-L6-v2]
 #   DATA         GLUE root (TASK/ folders with train.tsv, dev.tsv)  [../shared/data/glue]
 #   OUT          runs root              [runs/glue_<profile>]
@@ -21,7 +21,8 @@
 #                random pruning draws a fresh mask per seed k (mask seed IMP_SEED + k - 1)
 #   MASK_SEEDS   default seeds of every masked method [1]
 #   ROUND_EPOCHS IMP_LR SCHEDULE  the IMP round budget: epochs per round, peak learning rate,
-#                --round_schedule [profile: paper 3, 2e-5, whole_run; small/quick 1, LR, per_round]
+#                --round_schedule [profile: paper 3, 2e-5, whole_run; small 3, 3e-4, whole_run;
+#                quick 1, 2e-4, per_round]
 #   SUBSET_TASKS SUBSET_SEED  tasks trained on a seeded random row subset, its seed [small: STS-B, 0]
 #   IMP_SEED     seed of the IMP run    [57, the paper's]
 #   SPARSITIES   percent, multiples of 10 [profile]

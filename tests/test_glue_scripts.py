@@ -217,37 +217,37 @@ def test_glue_bad_input_exits_2(tiny_bert_dir, tmp_path, capsys, case, needle):
         assert (out / "keep.txt").read_text() == "precious"
 
 
-# the paper's command lines, exactly as published (paths as written); they must parse
+def paper_commands():
+    """The paper's command lines where the project publishes them: every ``shell`` block of the
+    section "The paper's commands" of docs/commands.md, ``\\`` continuations joined, as
+    {script name: [its arguments as one string, in the order published]}."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "commands.md").read_text()
+    section = text.split("\n## The paper's commands\n", 1)[1].split("\n## ", 1)[0]
+    commands = {}
+    for block in re.findall(r"^```shell\n(.*?)^```", section, re.S | re.M):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line)
+            if not words:
+                continue
+            assert words[0] == "python", line
+            words = words[2:] if words[1] == "-u" else words[1:]
+            commands.setdefault(words[0], []).append(shlex.join(words[1:]))
+    return commands
+
+
+# the paper's command lines, exactly as docs/commands.md publishes them (paths as written);
+# they must parse. The SQuAD IMP command runs through squad_trans.py, as the paper's README has it.
+COMMANDS = paper_commands()
 PAPER = {
-    LT_pretrain: """--output_dir LT_pretrain_model --model_type bert --model_name_or_path bert-base-uncased
-        --train_data_file pretrain_data/en.train --do_train --eval_data_file pretrain_data/en.valid --do_eval
-        --per_gpu_train_batch_size 16 --per_gpu_eval_batch_size 16 --evaluate_during_training
-        --num_train_epochs 1 --logging_steps 10000 --save_steps 10000 --mlm --overwrite_output_dir --seed 57""",
-    LT_glue: """--output_dir tmp/mnli --logging_steps 36813 --task_name MNLI --data_dir glue_data/MNLI
-        --model_type bert --model_name_or_path bert-base-uncased --do_train --do_eval --do_lower_case
-        --max_seq_length 128 --per_gpu_train_batch_size 32 --learning_rate 2e-5 --num_train_epochs 30
-        --overwrite_output_dir --evaluate_during_training --save_steps 36813 --eval_all_checkpoints --seed 57""",
-    LT_squad: """--output_dir tmp/530/squad --model_type bert --model_name_or_path bert-base-uncased
-        --do_train --do_eval --do_lower_case --train_file SQuAD/train-v1.1.json --predict_file SQuAD/dev-v1.1.json
-        --per_gpu_train_batch_size 16 --learning_rate 3e-5 --num_train_epochs 40 --max_seq_length 384
-        --doc_stride 128 --evaluate_during_training --eval_all_checkpoints --overwrite_output_dir
-        --logging_steps 22000 --save_steps 22000 --seed 57""",
-    pretrain_trans: """--dir pre --weight_pertub tmp/shuffle_weight.pt --mask_dir tmp/dif_mask/pretrain_mask.pt
-        --output_dir tmp/530/pre --model_type bert --model_name_or_path bert-base-uncased
-        --train_data_file pretrain_data/en.train --do_train --eval_data_file pretrain_data/en.valid --do_eval
-        --per_gpu_train_batch_size 8 --per_gpu_eval_batch_size 8 --evaluate_during_training
-        --num_train_epochs 1 --logging_steps 2000 --save_steps 0 --max_steps 20000 --mlm --overwrite_output_dir --seed 57""",
-    glue_trans: """--dir pre --weight_pertub tmp/shuffle_weight.pt --mask_dir tmp/dif_mask/mnli_mask.pt
-        --output_dir tmp/530/mnli --logging_steps 12271 --task_name MNLI --data_dir glue_data/MNLI
-        --model_type bert --model_name_or_path bert-base-uncased --do_train --do_eval --do_lower_case
-        --max_seq_length 128 --per_gpu_train_batch_size 32 --learning_rate 2e-5 --num_train_epochs 3
-        --overwrite_output_dir --evaluate_during_training --save_steps 0 --eval_all_checkpoints --seed 5""",
-    squad_trans: """--dir pre --weight_pertub tmp/shuffle_weight.pt --mask_dir tmp/dif_mask/squad_mask.pt
-        --output_dir tmp/530/squad --model_type bert --model_name_or_path bert-base-uncased --do_train
-        --do_eval --do_lower_case --train_file SQuAD/train-v1.1.json --predict_file SQuAD/dev-v1.1.json
-        --per_gpu_train_batch_size 16 --learning_rate 3e-5 --num_train_epochs 4 --max_seq_length 384
-        --doc_stride 128 --evaluate_during_training --eval_all_checkpoints --overwrite_output_dir
-        --logging_steps 5500 --save_steps 0 --seed 57""",
+    LT_pretrain: COMMANDS["LT_pretrain.py"][0],
+    LT_glue: COMMANDS["LT_glue.py"][0],
+    LT_squad: COMMANDS["squad_trans.py"][0],
+    pretrain_trans: COMMANDS["pretrain_trans.py"][0],
+    glue_trans: COMMANDS["glue_trans.py"][0],
+    squad_trans: COMMANDS["squad_trans.py"][1],
 }
 
 
@@ -264,6 +264,9 @@ def test_paper_commands_parse(module):
 
 
 def test_squad_imp_command_goes_to_imp():
+    assert {k: len(v) for k, v in COMMANDS.items()} == {
+        "LT_pretrain.py": 1, "LT_glue.py": 1, "squad_trans.py": 2, "oneshot.py": 2, "pertub_weight.py": 1,
+        "pretrain_trans.py": 1, "glue_trans.py": 1}
     argv = shlex.split(PAPER[LT_squad])
     assert not squad_trans.wants_transfer(argv)
     assert squad_trans.wants_transfer(shlex.split(PAPER[squad_trans]))

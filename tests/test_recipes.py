@@ -11,7 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # the small profile's settings before seeds per method and OMP (tests of other behaviour pin them)
 ONE_SEED = {"SPARSITIES": "50 60 70", "METHODS": "imp random reinit", "SEEDS": "1 2 3", "MASK_SEEDS": "1",
-            "SEEDS_IMP": "1", "SEEDS_OMP": "1", "SEEDS_RANDOM": "1", "SEEDS_REINIT": "1"}
+            "SEEDS_IMP": "1", "SEEDS_OMP": "1", "SEEDS_RANDOM": "1", "SEEDS_REINIT": "1",
+            "ROUND_EPOCHS": "1", "SCHEDULE": "per_round", "IMP_LR": "1e-4"}
 
 
 def recipe(name, env, *args):
@@ -40,7 +41,8 @@ def test_glue_dry_run_commands(glue_root):
     out_dir = glue_root / "runs"
     env = {"PROFILE": "small", "TASKS": "MRPC", "DATA": str(glue_root / "glue"), "MODEL": str(glue_root / "model"),
            "OUT": str(out_dir), "SPARSITIES": "50 60 70", "METHODS": "imp random reinit", "SEEDS": "1 2 3",
-           "SEEDS_IMP": "1", "SEEDS_RANDOM": "1", "SEEDS_REINIT": "1"}
+           "SEEDS_IMP": "1", "SEEDS_RANDOM": "1", "SEEDS_REINIT": "1", "ROUND_EPOCHS": "1", "SCHEDULE": "per_round",
+           "IMP_LR": "1e-4"}
     res = recipe("glue_tickets.sh", env, "--dry-run")
     assert res.returncode == 0, res.stderr
     runs = lines_of(res.stdout)
@@ -115,6 +117,9 @@ def test_small_profile_seeds_per_method_omp_and_fresh_random_masks(glue_root):
     assert "masks/omp_no_pooler_70/mask.pt" in omp3
     sts_imp = next(r for r in runs if "LT_glue.py" in r and "STS-B" in r)
     assert "--max_train_samples 2000 --train_subset_seed 0" in sts_imp and "--max_eval_samples" not in sts_imp
+    # the profile's IMP budget: the paper's round length at 3e-4, near-constant within a round
+    small_imp = next(r for r in runs if "LT_glue.py" in r and "MRPC" in r)
+    assert "--save_steps 12" in small_imp and "--learning_rate 3e-4" in small_imp and "whole_run" in small_imp
     longer = recipe("glue_tickets.sh", {**env, "TASKS": "MRPC", "ROUND_EPOCHS": "3", "IMP_LR": "2e-4",
                                         "SCHEDULE": "whole_run"}, "--dry-run")
     imp = next(r for r in lines_of(longer.stdout) if "LT_glue.py" in r)
@@ -229,7 +234,7 @@ def test_squad_and_mlm_dry_runs(name, expected, tmp_path):
 def test_transfer_dry_run(glue_root):
     env = {"PROFILE": "small", "TASKS": "MRPC", "TARGETS": "MRPC STS-B", "DATA": str(glue_root / "glue"),
            "MODEL": str(glue_root / "model"), "OUT": str(glue_root / "runs"),
-           "EXTRA_SOURCES": f"mlm={glue_root}/mlmrun"}
+           "EXTRA_SOURCES": f"mlm={glue_root}/mlmrun", "ROUND_EPOCHS": "1"}
     res = recipe("transfer.sh", env, "--dry-run")
     assert res.returncode == 0, res.stderr
     runs = lines_of(res.stdout)
