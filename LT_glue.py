@@ -1,4 +1,4 @@
-"""Iterative magnitude pruning (IMP) on a GLUE task (ORIGINAL_BEHAVIOUR.md §2).
+"""Iterative magnitude pruning (IMP) on a GLUE task (docs/faithfulness.md §3).
 
 Rounds of ``--save_steps`` updates: after each, the round's weights are saved, 10 % of the
 original prunable set is pruned by global magnitude, the backbone is rewound to the

@@ -1,4 +1,4 @@
-"""Iterative magnitude pruning (IMP) on masked-language modelling (ORIGINAL_BEHAVIOUR.md §4).
+"""Iterative magnitude pruning (IMP) on masked-language modelling (docs/faithfulness.md §3).
 
 As the original: 10 % of the prunable set is pruned before any training, then 10 % more at
 every ``--save_steps``; training stops after the ninth save (the 100 % mask). The original

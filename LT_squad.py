@@ -1,4 +1,4 @@
-"""Iterative magnitude pruning (IMP) on SQuAD v1.1 (ORIGINAL_BEHAVIOUR.md §3).
+"""Iterative magnitude pruning (IMP) on SQuAD v1.1 (docs/faithfulness.md §3).
 
 The loop of LT_glue.py on ``BertForQuestionAnswering`` (with the pooler attached, so masks
 have the same 73 keys as GLUE's): rounds of ``--save_steps`` updates, 10 % of the original

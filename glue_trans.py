@@ -1,4 +1,4 @@
-"""Fine-tuning on a GLUE task with a fixed mask (ORIGINAL_BEHAVIOUR.md §5).
+"""Fine-tuning on a GLUE task with a fixed mask (docs/faithfulness.md §4).
 
 ``--dir pre|rand`` picks pre-trained or random weights, ``--weight_pertub`` overwrites matrices
 (e.g. layer-shuffled ones) and ``--mask_dir`` attaches a mask that stays fixed: pruned weights

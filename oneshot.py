@@ -1,4 +1,4 @@
-"""One-shot pruning of the prunable set, with no training (ORIGINAL_BEHAVIOUR.md §6.1).
+"""One-shot pruning of the prunable set, with no training (docs/faithfulness.md §5.1).
 
 ``--weight pre``: one-shot magnitude pruning (OMP) of the pre-trained weights.
 ``--weight rand``: magnitude pruning of freshly initialised weights, i.e. a uniformly random
@@ -7,7 +7,8 @@ neurons instead of single weights (``pre``: lowest mean |w| first; ``rand``: rem
 at random, seeded by ``--seed``), the pooler dense, ``--rate`` of the encoder's weights. Writes ``mask.pt`` (the original format: 73 keys for
 BERT-base), its sparsity report ``mask_sparsity.json``, its provenance ``mask_provenance.json``
 and ``weight.pt`` (every other tensor,
-as the original) to ``--output_dir`` (default ``pretrain_prun/`` or ``random_prun/``).
+as the original) to ``--output_dir`` (default ``pretrain_prun/`` or ``random_prun/``); a mask
+already there is replaced only with ``--overwrite_output_dir``.
 
     python oneshot.py --weight pre --model glue --rate 0.5 \
         --model_name_or_path ../shared/data/models/all-MiniLM-L6-v2
@@ -19,7 +20,7 @@ import torch
 
 from utils.args import Parser, add_structure_arg, command_of
 from utils.errors import UserError, run_cli
-from utils.io import atomic_write
+from utils.io import atomic_write, check_dir_writable, check_inputs_apart, lock_folder
 from utils.models import HEADS, load_model
 from utils.provenance import checkpoint_identity, environment, write_record
 from utils.pruning import PRUNABLE_SETS, effective_state_dict, format_sparsity, global_magnitude_prune, save_mask
@@ -36,6 +37,8 @@ def parse_args(argv=None):
     p.add_argument("--rate", type=float, default=0.2, help="fraction of the prunable set to remove")
     p.add_argument("--model_name_or_path", default="bert-base-uncased", help="local BERT checkpoint")
     p.add_argument("--output_dir", default=None, help="default: pretrain_prun/ (pre) or random_prun/ (rand)")
+    p.add_argument("--overwrite_output_dir", action="store_true",
+                   help="replace the mask.pt (and weight.pt) already in --output_dir")
     p.add_argument("--seed", type=int, default=42, help="seed of the random weights (--weight rand)")
     p.add_argument("--mask_format", choices=("bool", "float"), default="bool",
                    help="bool (4x smaller) or the original's float32 tensors")
@@ -53,15 +56,32 @@ def parse_args(argv=None):
     return args
 
 
+def check_output(args):
+    """The output folder, refused before anything is written when it is a file, cannot be written,
+    holds the model, or already holds a mask (unless --overwrite_output_dir)."""
+    out = Path(args.output_dir or ("pretrain_prun" if args.weight == "pre" else "random_prun"))
+    check_dir_writable(out, "--output_dir")
+    check_inputs_apart(out, {"--model_name_or_path": args.model_name_or_path})
+    held = [name for name in ("mask.pt", "weight.pt") if (out / name).exists()]
+    if held and not args.overwrite_output_dir:
+        raise UserError(f"--output_dir {out} already holds {' and '.join(held)}; use --overwrite_output_dir to "
+                        "replace it, or give another --output_dir")
+    if out.is_dir():
+        lock_folder(out, create=False)  # another run writing there: refused now
+    return out
+
+
 def main(argv=None):
     args = parse_args(argv)
-    out = Path(args.output_dir or ("pretrain_prun" if args.weight == "pre" else "random_prun"))
+    out = check_output(args)
     model = load_model(args.model, args.model_name_or_path, init=args.weight, seed=args.seed)
     if args.structure == "heads_ffn":
         masks = structured_prune(model, args.rate, how="magnitude" if args.weight == "pre" else "random",
                                  seed=args.seed)
     else:
         masks = global_magnitude_prune(model, args.rate, prunable_set=args.prunable_set)
+    out.mkdir(parents=True, exist_ok=True)
+    lock_folder(out)
     report = save_mask(out / "mask.pt", masks, model=model, fmt=args.mask_format,
                        prunable_set=args.prunable_set, structure=args.structure)
     write_record(out / "mask.pt", {

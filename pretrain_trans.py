@@ -1,4 +1,4 @@
-"""Masked-language-model training with a fixed mask (ORIGINAL_BEHAVIOUR.md §5).
+"""Masked-language-model training with a fixed mask (docs/faithfulness.md §4).
 
 ``--dir pre|rand``, ``--weight_pertub`` and ``--mask_dir`` as in glue_trans.py; the mask stays
 fixed. ``result.pt`` starts with the initial sparsity; the run ends with one final evaluation

@@ -8,6 +8,7 @@ Markdown on stdout, CSV files and PNG figures (utils/report.py, utils/figures.py
 import argparse
 
 from utils.errors import run_cli
+from utils.io import check_dir_writable
 from utils.archive import slim_copy
 from utils.report import write_report
 
@@ -39,6 +40,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    check_dir_writable(args.out, "--out")
+    if args.slim_copy:
+        check_dir_writable(args.slim_copy, "--slim_copy")
     text, _, figures = write_report(args.runs_dir, args.out, figures=not args.no_figures,
                                     transfer_sparsity=args.transfer_sparsity, bench=args.bench)
     print(text, end="")

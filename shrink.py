@@ -14,8 +14,9 @@ import argparse
 import types
 from pathlib import Path
 
-from utils.args import Parser, command_of
+from utils.args import Parser, command_of, input_paths
 from utils.errors import run_cli
+from utils.io import check_inputs_apart, lock_folder
 from utils.models import HEADS, load_model
 from utils.provenance import checkpoint_identity, describe_input, environment, write_record
 from utils.pruning import load_mask
@@ -43,6 +44,9 @@ def main(argv=None):
     # checks first: nothing is written until the model and the mask have been accepted
     check_output_dir(types.SimpleNamespace(output_dir=out, do_train=True,
                                            overwrite_output_dir=args.overwrite_output_dir))
+    check_inputs_apart(out, input_paths(args))
+    if out.is_dir():
+        lock_folder(out, create=False)  # another run writing there: refused now
     model = load_model(args.model, args.model_name_or_path)
     identity = checkpoint_identity(args.model_name_or_path, model.config)
     masks = load_mask(args.mask_dir, model)
@@ -51,6 +55,8 @@ def main(argv=None):
     # shrink, then save the folder and its record
     model, layout = shrink_model(model, masks, f"mask {args.mask_dir}")
     after = count_parameters(model)
+    out.mkdir(parents=True, exist_ok=True)
+    lock_folder(out)
     save_model_folder(model, out, args.tokenizer_name or args.model_name_or_path)
     kept = [{"heads": x["heads"].nonzero().reshape(-1).tolist(), "neurons": int(x["neurons"].sum()),
              "heads_total": int(x["heads"].numel()), "neurons_total": int(x["neurons"].numel())} for x in layout]

@@ -1,4 +1,4 @@
-"""Fine-tuning on SQuAD v1.1 with a fixed mask (ORIGINAL_BEHAVIOUR.md §5), or IMP.
+"""Fine-tuning on SQuAD v1.1 with a fixed mask (docs/faithfulness.md §4), or IMP (docs/faithfulness.md §3.4).
 
 With ``--dir``, ``--mask_dir`` or ``--weight_pertub`` it fine-tunes (pre-trained or random
 weights, optional perturbed matrices, a mask that stays fixed) and evaluates once more at the

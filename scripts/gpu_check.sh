@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks behind the README's GPU figures, in one short run (about 5 minutes on an H200):
+# The GPU checks behind the GPU figures of docs/performance.md, in one short run (about 5 minutes on an H200):
 #   1. scripts/bench.py --device cuda: masked vs dense training step (MiniLM and BERT-base
 #      shapes), fp32 vs bf16 vs fp16 autocast steps, structured (shrunk) vs masked model;
 #   2. a dense STS-B fine-tune (all 5,749 training pairs, 3 epochs, lr 1e-4, all 1,500 dev pairs)

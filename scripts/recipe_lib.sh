@@ -184,9 +184,11 @@ set_flags() {
 }
 
 # Random and OMP masks at every sparsity and prunable set (they do not depend on the task) and
-# the layer-shuffled weights, as stage-1 runs. Random pruning draws a fresh mask for every
-# fine-tuning seed k of SEEDS_RANDOM (mask seed IMP_SEED + k - 1: seed 1's is the mask of
-# earlier records), so its spread samples the mask too; OMP is one mask. Uses OUT, SETS,
+# the layer-shuffled weights, as stage-1 runs (a mask runs only while its provenance record is
+# missing, so --overwrite_output_dir only replaces a mask whose writing was interrupted).
+# Random pruning draws a fresh mask for every fine-tuning seed k of SEEDS_RANDOM (mask seed
+# IMP_SEED + k - 1: seed 1's is the mask of earlier records), so its spread samples the mask
+# too; OMP is one mask. Uses OUT, SETS,
 # SPARSITIES, METHODS, MODEL, IMP_SEED; counts the masks in n_oneshot. $1: the head to build
 # (glue | squad | pretrain).
 oneshot_masks() {
@@ -199,7 +201,7 @@ oneshot_masks() {
           dir=$(random_mask_dir "$SET" "$sp" "$seed")
           add_run 1 "$dir/mask_provenance.json" "$dir.log" \
             "$PYTHON oneshot.py --weight rand --model $1 --rate $rate --model_name_or_path $MODEL" \
-            "--output_dir $dir $(set_flags "$SET") --seed $((IMP_SEED + seed - 1))"
+            "--output_dir $dir $(set_flags "$SET") --seed $((IMP_SEED + seed - 1)) --overwrite_output_dir"
           n_oneshot=$((n_oneshot + 1))
         done ;;
       esac
@@ -207,7 +209,7 @@ oneshot_masks() {
         dir=$OUT/masks/omp_${SET}_$sp
         add_run 1 "$dir/mask_provenance.json" "$dir.log" \
           "$PYTHON oneshot.py --weight pre --model $1 --rate $rate --model_name_or_path $MODEL" \
-          "--output_dir $dir $(set_flags "$SET") --seed $IMP_SEED"
+          "--output_dir $dir $(set_flags "$SET") --seed $IMP_SEED --overwrite_output_dir"
         n_oneshot=$((n_oneshot + 1)) ;;
       esac
     done

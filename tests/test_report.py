@@ -113,6 +113,12 @@ def test_pooled_runs_that_differ_are_named(runs, tmp_path):
            "per_gpu_train_batch_size": 8, "world_size": 4, "gradient_accumulation_steps": 2}
     assert settings_of(pre)["model"] == "0123456789ab" and settings_of(pre)["global_batch"] == 64
     assert settings_of({"dir": "rand", "provenance": {"checkpoint": {"init": "rand"}}})["model"] is None
+    # a dev-row cap above the rows evaluated (MRPC: 500 of 408) is no cap; below them it is one
+    mrpc = {"what": "majority class (label 1, 279 of 408)"}
+    assert settings_of({"max_eval_samples": 500}, mrpc)["max_eval_samples"] is None
+    assert settings_of({"max_eval_samples": 300}, mrpc)["max_eval_samples"] == 300
+    capped = {"what": "majority class (label 1, 354 of 500)"}  # CoLA: 500 of its 1,043 rows
+    assert settings_of({"max_eval_samples": 500}, capped)["max_eval_samples"] == 500
 
 
 def test_wall_time_per_task(tmp_path):

@@ -109,8 +109,8 @@ def test_kill_while_writing_a_mask_keeps_the_old_one(tiny_bert_dir, tmp_path):
     out = tmp_path / "omp"
     run("oneshot.py", ["--rate", "0.3", "--model_name_or_path", str(tiny_bert_dir), "--output_dir", str(out)])
     before = (out / "mask.pt").read_bytes()
-    run("oneshot.py", ["--rate", "0.6", "--model_name_or_path", str(tiny_bert_dir), "--output_dir", str(out)],
-        {"BERT_TICKETS_KILL_IN_WRITE": "mask.pt"}, expect_kill=True)
+    run("oneshot.py", ["--rate", "0.6", "--model_name_or_path", str(tiny_bert_dir), "--output_dir", str(out),
+                       "--overwrite_output_dir"], {"BERT_TICKETS_KILL_IN_WRITE": "mask.pt"}, expect_kill=True)
     assert (out / "mask.pt").read_bytes() == before
     masks = P.load_mask(out / "mask.pt")
     assert round(100 * sum(int((~m).sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())) == 30

@@ -5,7 +5,7 @@ from pathlib import Path
 from utils.io import read_json
 from utils.tables import level
 
-SLIM_FILES = ("args.json", "results.json", "complete.json", "mask_provenance.json", "mask_sparsity.json",
+SLIM_FILES = ("args.json", "results.json", "complete.json", "failed.json", "mask_provenance.json", "mask_sparsity.json",
               "shuffle_weight_provenance.json")
 
 

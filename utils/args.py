@@ -32,6 +32,7 @@ RANGES = {
     "max_train_samples": (lambda v: v is None or v >= 1, "must be at least 1"),
     "max_eval_samples": (lambda v: v is None or v >= 1, "must be at least 1"),
     "train_subset_seed": (lambda v: v is None or 0 <= v < 2**32, "must lie in 0 .. 2**32 - 1"),
+    "seed": (lambda v: 0 <= v < 2**32, "must lie in 0 .. 2**32 - 1 (numpy's seeds)"),
     "imp_rounds": (lambda v: v >= 1, "must be at least 1"),
     "max_seq_length": (lambda v: v >= 3, "must be at least 3 ([CLS], a token, [SEP])"),
     "mlm_probability": (lambda v: _finite(v) and 0 < v < 1, "must lie strictly between 0 and 1"),
@@ -44,14 +45,19 @@ RANGES = {
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser that checks the range of every numeric flag (:data:`RANGES`) and keeps
     the arguments it parsed (``args.argv``), so the command a run records is the one it ran,
-    also when ``main(argv)`` is called in-process."""
+    also when ``main(argv)`` is called in-process. ``ranges`` overrides rules of :data:`RANGES` for
+    one script (pertub_weight.py's ``--seed -1``: unseeded, as the original)."""
+
+    def __init__(self, *a, ranges=None, **kw):
+        super().__init__(*a, **kw)
+        self.ranges = {**RANGES, **(ranges or {})}
 
     def parse_args(self, args=None, namespace=None):
         import sys
 
         argv = list(sys.argv[1:] if args is None else args)
         ns = super().parse_args(argv, namespace)
-        for name, (ok, rule) in RANGES.items():
+        for name, (ok, rule) in self.ranges.items():
             value = getattr(ns, name, None)
             if value is not None and not ok(value):
                 self.error(f"argument --{name}: {rule}, got {value}")
@@ -59,6 +65,16 @@ class Parser(argparse.ArgumentParser):
             self.error("argument --train_subset_seed: needs --max_train_samples (the size of the subset)")
         ns.argv = argv
         return ns
+
+
+# flags naming files or folders a run reads: its --output_dir may neither be nor hold one
+INPUT_FLAGS = ("model_name_or_path", "config_name", "tokenizer_name", "mask_dir", "weight_pertub", "data_dir",
+               "train_file", "predict_file", "train_data_file", "eval_data_file")
+
+
+def input_paths(args):
+    """``{"--flag": path}`` of the inputs ``args`` names (:data:`INPUT_FLAGS`, unset ones left out)."""
+    return {f"--{k}": getattr(args, k) for k in INPUT_FLAGS if getattr(args, k, None)}
 
 
 def command_of(script, args):

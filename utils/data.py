@@ -65,6 +65,19 @@ def save_atomic(dataset, target):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _load_cache(target, load_from_disk):
+    """A cached data set; a damaged one (a file missing or cut) is refused naming the folder and the flag
+    that rebuilds it."""
+    from utils.errors import UserError, first_line
+
+    try:
+        return load_from_disk(str(target))
+    except (OSError, ValueError, IndexError, KeyError) as err:  # a file gone or cut, ArrowInvalid, bad JSON state
+        missing = isinstance(err, FileNotFoundError) and err.filename
+        why = f"{Path(err.filename).name} is missing" if missing else first_line(err, 120)
+        raise UserError(f"the tokenised-data cache {target} is damaged ({why}); rebuild it with --overwrite_cache") from None
+
+
 def cached_dataset(path, tokenizer, prefix, params, build, cache_dir=None, overwrite=False):
     """Load the cached data set for (file, tokenizer, params), or ``build(digest)`` and cache it.
 
@@ -75,8 +88,10 @@ def cached_dataset(path, tokenizer, prefix, params, build, cache_dir=None, overw
 
     target, digest = cache_folder(path, tokenizer, prefix, params, cache_dir)
     if target.is_dir() and not overwrite:
-        return load_from_disk(str(target))
+        return _load_cache(target, load_from_disk)
     dataset = build(digest)
+    if len(dataset) == 0:  # datasets cannot load an empty saved set back; the caller refuses it anyway
+        return dataset
     try:
         save_atomic(dataset, target)
     except OSError as err:

@@ -1,7 +1,9 @@
-"""User-facing errors: one line on stderr, exit code 2, never a traceback.
+"""User-facing errors: one line on stderr, never a traceback.
 
-Scripts wrap their body with :func:`run_cli`; library code raises :class:`UserError`
-with a message that names the offending file or flag.
+Scripts wrap their body with :func:`run_cli`; library code raises :class:`UserError` (bad input,
+exit code 2) with a message that names the offending file or flag, or :class:`RunFailed` (a run
+that started but could not finish, e.g. its loss became NaN; exit code 3) once it has recorded
+the failure in ``failed.json``.
 """
 import sys
 
@@ -10,14 +12,25 @@ class UserError(Exception):
     """Bad input from the user (a flag, a file, a mask). Printed as one line, exit code 2."""
 
 
+class RunFailed(Exception):
+    """A run that stopped before its end (training diverged); ``failed.json`` says why. Exit code 3."""
+
+    exit_code = 3
+
+
 def run_cli(main, argv=None):
-    """Run ``main(argv)``; turn a :class:`UserError` into ``error: <msg>`` on stderr and exit 2."""
+    """Run ``main(argv)``; turn a :class:`UserError` into ``error: <msg>`` on stderr and exit 2,
+    a :class:`RunFailed` into the same line and exit 3."""
     try:
         return main(argv)
-    except UserError as err:
+    except (UserError, RunFailed) as err:
         msg = " ".join(str(err).split())  # always one line
         print(f"error: {msg}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(getattr(err, "exit_code", 2))
+    finally:
+        from utils.io import release_locks  # the run's output-folder lock ends with it
+
+        release_locks()
 
 
 def first_line(err, limit=160):

@@ -1,7 +1,7 @@
 """GLUE data: the nine tasks read from their original TSV files, tokenised, cached, batched, scored.
 
 Reads the layout that the GLUE download script writes and that the legacy transformers 2.x
-processors read (ORIGINAL_BEHAVIOUR.md §7.1): same columns, same label order, MNLI evaluated on
+processors read (docs/faithfulness.md §6.1): same columns, same label order, MNLI evaluated on
 ``dev_matched.tsv`` (``mnli``) and ``dev_mismatched.tsv`` (``mnli-mm``).
 
 >>> from transformers import BertTokenizer
@@ -11,6 +11,7 @@ processors read (ORIGINAL_BEHAVIOUR.md §7.1): same columns, same label order, M
 (3668, ['labels', 'input_ids', 'token_type_ids', 'attention_mask'])
 """
 import csv
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -24,7 +25,6 @@ from utils.data import PaddingCollator, cached_dataset
 from utils.errors import UserError
 from utils.metrics import glue_baseline, glue_metrics
 
-_CACHE_VERSION = 1  # bump when the cached columns or tokenisation change
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,23 @@ def _min_columns(task):
     return max(text_cols + [task.label_col]) + 1 if task.label_col >= 0 else max(text_cols) + 2
 
 
+STSB_RANGE = (0.0, 5.0)  # STS-B similarity scores
+
+
+def _score(raw, where):
+    """An STS-B score: a finite number in 0..5 (``nan``, ``inf`` or ``1e400`` would train a NaN loss)."""
+    try:
+        label = float(raw)
+    except ValueError:
+        raise UserError(f"{where}: label {raw!r} is not a number") from None
+    if not math.isfinite(label):
+        raise UserError(f"{where}: label {raw!r} is not a finite number")
+    low, high = STSB_RANGE
+    if not low <= label <= high:
+        raise UserError(f"{where}: label {raw!r} lies outside the STS-B scores {low:g}-{high:g}")
+    return label
+
+
 def _row_to_example(task, row, where):
     """One TSV row -> example dict; ``where`` ("file line N") prefixes error messages."""
     need = _min_columns(task)
@@ -111,10 +128,7 @@ def _row_to_example(task, row, where):
         raise UserError(f"{where}: expected at least {need} tab-separated columns, found {len(row)}")
     raw = row[task.label_col]
     if task.labels is None:
-        try:
-            label = float(raw)
-        except ValueError:
-            raise UserError(f"{where}: label {raw!r} is not a number") from None
+        label = _score(raw, where)
     elif raw in task.labels:
         label = task.labels.index(raw)
     else:
@@ -281,8 +295,20 @@ def glue_experiment(args, tokenizer):
                              args.device, args.amp_dtype)
 
     first_dev = evals[eval_task_names(task.name)[0]]
+    _check_dev_rows(task, first_dev, args)
     evaluate_fn.baseline = glue_baseline(task.name, first_dev["labels"])  # on the rows evaluated
     return task, train, collator, evaluate_fn
+
+
+def _check_dev_rows(task, dev, args):
+    """STS-B is scored by Pearson's correlation, which needs at least two dev rows."""
+    if task.output_mode != "regression" or len(dev) >= 2:
+        return
+    path = _data_file(args.data_dir, task, "dev")
+    cut = args.max_eval_samples is not None and args.max_eval_samples < 2
+    where = f"--max_eval_samples {args.max_eval_samples}" if cut else path
+    raise UserError(f"{where}: STS-B is scored by Pearson's correlation, which needs at least 2 dev rows; "
+                    f"found {len(dev)}")
 
 
 def add_glue_args(parser):

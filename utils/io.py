@@ -1,10 +1,15 @@
 """Atomic file writes: every file the project writes goes to a temporary name in the same
-folder and is renamed into place, so a killed writer never leaves a half-written file.
+folder and is renamed into place, so a killed writer never leaves a half-written file. Also the
+checks that an output folder or file can be written, made before anything is written, and what
+makes a run own its output folder: the manifest of the entries runs of this tool wrote there
+(``.bert_tickets_manifest.json``; ``--overwrite_output_dir`` clears those and nothing else) and
+the lock a run holds for its whole life (``.bert_tickets.lock``, ``fcntl.flock``).
 
 Example::
 
     write_json("out/results.json", {"acc": 0.8})
     atomic_write("out/mask.pt", lambda tmp: torch.save(masks, tmp))
+    save_tensor_dict("tmp/shuffle.safetensors", weights)  # the format its name asks for
 """
 import json
 import os
@@ -132,3 +137,188 @@ def load_tensor_dict(path, what):
     if not isinstance(data, dict) or not data or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise UserError(f"{what} {path} is not a dict of tensors")
     return data
+
+
+def _nearest_existing(path):
+    """``path`` or its nearest ancestor that exists."""
+    path = Path(path).absolute()
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def check_dir_writable(path, flag):
+    """Refuse, writing nothing, an output folder ``path`` (given by ``flag``) that is a file, lies
+    inside a file, or cannot be created or written (a probe folder is made and removed)."""
+    from utils.errors import UserError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file, not a folder")
+    base = _nearest_existing(path)
+    if not base.is_dir():
+        raise UserError(f"{flag} {path}: {base} is a file, not a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=base, prefix=".bert_tickets_probe-"))
+    except OSError as err:
+        raise UserError(f"{flag} {path} cannot be written ({err.strerror or err} in {base})") from None
+    return path
+
+
+def check_file_writable(path, flag):
+    """Refuse, writing nothing, an output file ``path`` that is a folder or whose folder cannot be written."""
+    from utils.errors import UserError
+
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a folder; give a file name, e.g. {path / 'shuffle_weight.pt'}")
+    check_dir_writable(path.parent, f"{flag} {path}: its folder")
+    return path
+
+
+def save_tensor_dict(path, tensors):
+    """Write a dict of tensors in the format :func:`load_tensor_dict` reads for that name:
+    ``*.safetensors`` as safetensors, ``*.gz`` as a gzipped ``torch.save``, else ``torch.save``."""
+    import torch
+
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        data = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+        atomic_write(path, lambda tmp: save_file(data, tmp))
+    elif path.suffix == ".gz":
+        import gzip
+
+        def write(tmp):
+            with gzip.open(tmp, "wb") as f:
+                torch.save(tensors, f)
+        atomic_write(path, write)
+    else:
+        atomic_write(path, lambda tmp: torch.save(tensors, tmp))
+
+
+def check_inputs_apart(out, inputs, flag="--output_dir"):
+    """Refuse an output folder ``out`` that is, or holds, one of the run's inputs (``{flag: path}``;
+    unset flags and names that are no path, e.g. a hub name, are skipped): writing or clearing it
+    could destroy the input."""
+    from utils.errors import UserError
+
+    target = Path(out).resolve()
+    for name, given in inputs.items():
+        if not given or not Path(given).exists():
+            continue
+        path = Path(given).resolve()
+        if path == target or target in path.parents:
+            raise UserError(f"{flag} {out} {'is' if path == target else 'holds'} the {name} {given}: writing "
+                            f"there could destroy it; give another {flag}")
+
+
+# --- a run owns its output folder: the manifest of what it wrote, and its lock ---------------
+
+MANIFEST = ".bert_tickets_manifest.json"  # top-level entries runs of this tool wrote in the folder
+LOCK = ".bert_tickets.lock"  # flock-ed by the run writing the folder, for its whole life
+BOOKKEEPING = (MANIFEST, LOCK)
+_LOCKS = {}  # lock file -> open descriptor, for this process
+
+
+def own_entries(folder):
+    """The top-level entries of ``folder`` that runs of this tool recorded writing ({name: "file"|"dir"});
+    None when the folder has no manifest."""
+    data = read_json(Path(folder) / MANIFEST)
+    entries = data.get("entries") if isinstance(data, dict) else None
+    return {str(k): v for k, v in entries.items() if v in ("file", "dir")} if isinstance(entries, dict) else None
+
+
+def claim(folder, names, dirs=(), adopt=False):
+    """Record in the manifest that this run writes ``names`` (files) and ``dirs`` (folders) at the top of
+    ``folder``; an entry that already exists and is not recorded is someone else's and stays unrecorded
+    (it is never removed by a later ``--overwrite_output_dir``), unless ``adopt`` (entries known to be
+    a run's of this tool)."""
+    folder = Path(folder)
+    entries = own_entries(folder) or {}
+    new = {n: kind for kind, group in (("file", names), ("dir", dirs)) for n in group
+           if n not in entries and (adopt or not (folder / n).exists())}
+    if new or not (folder / MANIFEST).is_file():
+        write_json(folder / MANIFEST, {"tool": "bert-tickets", "entries": {**entries, **new}})
+
+
+def settle(folder):
+    """At the end of a run: drop from the manifest what was claimed but never written."""
+    folder = Path(folder)
+    entries = own_entries(folder)
+    if entries is not None and any(not (folder / n).exists() for n in entries):
+        kept = {n: kind for n, kind in entries.items() if (folder / n).exists()}
+        write_json(folder / MANIFEST, {"tool": "bert-tickets", "entries": kept})
+
+
+def clear_own(folder):
+    """Remove what runs of this tool recorded writing in ``folder`` (and only that); returns the names."""
+    import shutil
+
+    folder = Path(folder)
+    entries = own_entries(folder) or {}
+    for name, kind in entries.items():
+        path = folder / name
+        if Path(name).name != name or name in BOOKKEEPING:
+            continue  # the manifest names top-level entries only
+        if kind == "dir" and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif kind == "file" and (path.is_file() or path.is_symlink()):
+            path.unlink()
+    write_json(folder / MANIFEST, {"tool": "bert-tickets", "entries": {}})
+    return sorted(entries)
+
+
+def is_empty_folder(folder):
+    """True when ``folder`` holds nothing but this tool's bookkeeping (manifest, lock)."""
+    return not any(p.name not in BOOKKEEPING for p in Path(folder).iterdir())
+
+
+def lock_folder(folder, flag="--output_dir", create=True):
+    """Take the exclusive lock of an output folder (``fcntl.flock`` on ``<folder>/.bert_tickets.lock``)
+    for the rest of the run, so a second run into the same folder is refused at once, in one line.
+    ``create=False`` only checks and takes an existing lock file (writing nothing). Taking a lock this
+    process already holds is a no-op; :func:`release_locks` gives them all back."""
+    import fcntl
+
+    from utils.errors import UserError
+
+    path = Path(folder) / LOCK
+    key = str(path.resolve())
+    if key in _LOCKS or (not create and not path.is_file()):
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT if create else os.O_RDONLY, usual_mode())
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        holder = _lock_holder(fd)
+        os.close(fd)
+        if err.errno in (11, 35):  # EAGAIN/EWOULDBLOCK: another process holds it
+            raise UserError(f"{flag} {folder} is in use by another run{holder} (it holds {path}); wait for it "
+                            f"to end or give another {flag}") from None
+        return  # a file system without flock: no lock, as before
+    _LOCKS[key] = fd
+    if create:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+
+
+def _lock_holder(fd):
+    try:
+        pid = os.pread(fd, 32, 0).decode().strip()
+    except OSError:
+        return ""
+    return f" (pid {pid})" if pid.isdigit() else ""
+
+
+def release_locks():
+    """Give back every output-folder lock this process holds (the end of a run; :func:`utils.errors.run_cli`)."""
+    import fcntl
+
+    while _LOCKS:
+        _, fd = _LOCKS.popitem()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)

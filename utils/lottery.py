@@ -1,7 +1,7 @@
 """The two experiment drivers the scripts share: iterative magnitude pruning (IMP, the LT_*.py
 scripts) and fine-tuning with a fixed mask (the *_trans.py scripts).
 
-IMP as the original runs it (ORIGINAL_BEHAVIOUR.md §2.2, §4.3): train; at every ``--save_steps``
+IMP as the original runs it (docs/faithfulness.md §3.1, §3.2): train; at every ``--save_steps``
 save the round's weights, prune 1/(10-k) of what remains by global magnitude (10 %, 20 %, … of
 the original set), rewind the backbone to the pre-trained weights (a real copy: the original's
 aliasing made this a no-op on CPU and in LT_pretrain), write ``checkpoint-<step>/mask.pt`` and
@@ -30,7 +30,7 @@ from utils.pruning import (
     warn_emptied,
 )
 from utils.structured import max_sparsity, resolve_prunable_set, structured_prune
-from utils.train import Trainer, plain_args, save_args, save_weights
+from utils.train import Trainer, check_plan, is_main, plain_args, save_args, save_weights
 
 
 def _broadcast_masks(args, masks):
@@ -44,6 +44,16 @@ def _broadcast_masks(args, masks):
         dist.broadcast(t, src=0)
         masks[key] = t.bool().cpu()
     return masks
+
+
+def checkpoint_dir(trainer, step):
+    """``<output_dir>/checkpoint-<step>``, recorded in the folder's manifest (rank 0) before it is written."""
+    from utils.io import claim
+
+    name = f"checkpoint-{step}"
+    if trainer.args.rank == 0:
+        claim(trainer.out, (), [name])
+    return trainer.out / name
 
 
 class IMPRunner:
@@ -91,7 +101,7 @@ class IMPRunner:
         if self.snapshot is not None:
             rewind(self.model, self.snapshot, include_head=args.rewind_head,
                    include_backbone=args.rewind == "pretrained")
-        path = trainer.out / f"checkpoint-{step}" / "mask.pt"
+        path = checkpoint_dir(trainer, step) / "mask.pt"
         report = None
         if trainer.args.rank == 0:
             report = save_mask(path, masks, model=unwrap(self.model), fmt=args.mask_format,
@@ -111,7 +121,7 @@ class IMPRunner:
     def on_save(self, trainer, step):
         """Hook for :class:`utils.train.Trainer` at every ``--save_steps``."""
         if self.args.save_round_weights and trainer.args.rank == 0:
-            save_weights(self.model, trainer.out / f"checkpoint-{step}")  # round just trained
+            save_weights(self.model, checkpoint_dir(trainer, step))  # round just trained
         self.prune(trainer, step)
         return "stop" if self.pruning_step >= self.rounds else None
 
@@ -178,7 +188,7 @@ def run_imp(args, model, train_dataset, collate_fn, evaluate_fn, script, prune_f
 
 
 def build_transfer_model(args, kind, **config_overrides):
-    """Model for the *_trans scripts (§5.2): ``--dir`` pre|rand, then ``--weight_pertub``,
+    """Model for the *_trans scripts (docs/faithfulness.md §4.1): ``--dir`` pre|rand, then ``--weight_pertub``,
     then ``--mask_dir``. Prints ``model 0: <sparsity>`` as the original and returns
     (model, initial sparsity in percent)."""
     init = args.dir or "pre"
@@ -210,17 +220,20 @@ def build_transfer_model(args, kind, **config_overrides):
 
 def run_transfer(args, model, initial_sparsity, train_dataset, collate_fn, evaluate_fn, script,
                  final_eval=True, results_extra=None):
-    """Fine-tune with the mask fixed; ``result.pt`` starts with the initial sparsity (§5.2).
+    """Fine-tune with the mask fixed; ``result.pt`` starts with the initial sparsity (docs/faithfulness.md §4.1).
     ``final_eval`` adds the one evaluation after training (glue_trans/squad_trans)."""
     def save_checkpoint(trainer, step):
         if trainer.args.rank == 0:
-            save_weights(model, trainer.out / f"checkpoint-{step}")
+            save_weights(model, checkpoint_dir(trainer, step))
 
     on_save = save_checkpoint if args.save_steps > 0 else None
+    if args.do_train:
+        check_plan(args, len(train_dataset))
     finished = begin(args)
     if finished is not None:
         return finished
-    extra = {"kind": "finetune", "init": args.dir or "pre", "mask": args.mask_dir, "weight_pertub": args.weight_pertub,
+    kind = "finetune" if args.do_train else "eval_only"  # an evaluation alone is never pooled with trained runs
+    extra = {"kind": kind, "init": args.dir or "pre", "mask": args.mask_dir, "weight_pertub": args.weight_pertub,
              "initial_sparsity": initial_sparsity, **(results_extra or {})}
     trainer = Trainer(args, model, train_dataset, collate_fn, evaluate_fn, script=script,
                       on_save=on_save, results_extra=extra)
@@ -239,18 +252,27 @@ def run_transfer(args, model, initial_sparsity, train_dataset, collate_fn, evalu
 
 
 def start_run(args, script):
-    """Common start of every training script, writing nothing: flag and output-folder checks,
-    the model's limits, device, seed; returns the tokenizer. The first writes come from
+    """Common start of every training script, writing nothing: flag and output-folder checks (an
+    output folder holding an input is refused; one another run is writing is refused at once,
+    through its lock), the model's limits, device, seed; returns the tokenizer. The first writes come from
     :func:`open_run`, once the model, the mask and the data have been checked too."""
+    from utils.args import input_paths
     from utils.errors import UserError
+    from utils.io import check_inputs_apart, lock_folder
     from utils.models import check_model_limits, load_tokenizer
     from utils.train import check_output_dir, set_seed, setup_device
 
     if args.model_type.lower() != "bert":
         raise UserError(f"--model_type {args.model_type}: only bert is supported by the pruning code")
+    if hasattr(args, "imp_rounds") and not args.do_train:  # the IMP scripts' flags
+        raise UserError(f"{script.split()[0]} runs IMP, which trains: pass --do_train (an evaluation alone is "
+                        "glue_trans.py, squad_trans.py or pretrain_trans.py without --do_train)")
     check_output_dir(args)
+    check_inputs_apart(args.output_dir, input_paths(args))
     check_model_limits(args)
     setup_device(args)
+    if is_main(args) and Path(args.output_dir).is_dir():
+        lock_folder(args.output_dir, create=False)  # another run writing there: refused now, not later
     set_seed(args.seed)
     args.script = script
     return load_tokenizer(args.tokenizer_name or args.model_name_or_path,
@@ -291,11 +313,10 @@ def structure_plan(args, model, events):
 def check_imp_plan(args, n_train, prune_first=False):
     """Refuse an IMP run that would never prune; say when it will stop before the last event."""
     from utils.errors import UserError
-    from utils.train import planned_updates
 
-    total = planned_updates(args, n_train)
     if args.save_steps <= 0:
         raise UserError("--save_steps 0: IMP prunes every --save_steps updates, so this run would never prune")
+    total = check_plan(args, n_train, args.save_steps if args.round_schedule == "per_round" else None)
     events = min(args.imp_rounds, total // args.save_steps + (1 if prune_first else 0))
     if events == 0:
         raise UserError(f"--save_steps {args.save_steps} is longer than the whole run ({total} updates): IMP "

@@ -41,15 +41,16 @@ HEADS = {
 }
 
 
-def _config(name_or_path, **overrides):
+def _config(name_or_path, flag="--model_name_or_path", **overrides):
+    """The config of a checkpoint folder; errors name ``flag`` (``--config_name`` when it came from there)."""
     try:
         return AutoConfig.from_pretrained(name_or_path, **overrides)
     except (OSError, ValueError) as err:
         if not Path(name_or_path).exists():
-            raise UserError(f"--model_name_or_path {name_or_path}: no such folder, and not in the local "
+            raise UserError(f"{flag} {name_or_path}: no such folder, and not in the local "
                             "Hugging Face cache (this tool never downloads; pass a local checkpoint "
                             "folder)") from None
-        raise UserError(f"--model_name_or_path {name_or_path}: cannot load the model config: "
+        raise UserError(f"{flag} {name_or_path}: cannot load the model config: "
                         f"{first_line(err, 200)}") from None
 
 
@@ -64,7 +65,7 @@ def load_tokenizer(name_or_path, do_lower_case=None):
 
 
 def attach_pooler(model, name_or_path=None):
-    """Give a QA or MLM model the ``bert.pooler`` that transformers 5 omits (§10).
+    """Give a QA or MLM model the ``bert.pooler`` that transformers 5 omits (docs/faithfulness.md §7.1).
 
     The pooler takes the checkpoint's pre-trained pooler weights (read through ``BertModel``,
     which keeps them), so the prunable set, the global ranking and the mask keys are the same
@@ -163,7 +164,8 @@ def check_model_limits(args):
     seq = getattr(args, "max_seq_length", None)
     if seq is None:
         return
-    config = _config(args.config_name or args.model_name_or_path)
+    config = (_config(args.config_name, "--config_name") if getattr(args, "config_name", "")
+              else _config(args.model_name_or_path))
     limit = getattr(config, "max_position_embeddings", None)
     if limit and seq > limit:
         raise UserError(f"--max_seq_length {seq} is above the {limit} positions of {args.model_name_or_path}")
@@ -196,6 +198,8 @@ def load_weight_file(model, path):
         if tuple(value.shape) != tuple(state[key].shape):
             raise UserError(f"--weight_pertub {path}: {key} has shape {tuple(value.shape)}, "
                             f"the model's is {tuple(state[key].shape)}")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise UserError(f"--weight_pertub {path}: {key} holds NaN or infinite values")
     with torch.no_grad():
         for key, value in weights.items():
             state[key].copy_(value)

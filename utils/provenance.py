@@ -8,7 +8,7 @@ checkpoint it was made from (config hash and weights-file hash). ``pertub_weight
 the same kind of record for its output (kind ``shuffle``, with the permutation and seed).
 
 Records are also kept in a small content-addressed index, ``<cache>/records/<sha256>.json``,
-so a mask copied by hand without its sidecar (the README's ``tmp/dif_mask/`` workflow) is
+so a mask copied by hand without its sidecar (the ``tmp/dif_mask/`` workflow of docs/commands.md) is
 still recognised by its bytes. A run that loads a mask or a weight file copies the record and
 the file's sha256 into its ``args.json`` (:func:`describe_input`).
 

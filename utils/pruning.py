@@ -1,13 +1,13 @@
 """Pruning and masks: the one home of the prunable set, global magnitude pruning, mask files,
 mask application (hook-free or torch.nn.utils.prune hooks), rewinding and sparsity reports.
 
-The prunable set (ORIGINAL_BEHAVIOUR.md §1.1) is derived from the model: for every encoder
+The prunable set (docs/faithfulness.md §1.1) is derived from the model: for every encoder
 layer the ``weight`` of attention.self.query/key/value, attention.output.dense,
 intermediate.dense and output.dense, plus ``bert.pooler.dense.weight``. BERT-base has 73 such
 matrices (85,524,480 weights); MiniLM-L6 has 37.
 
 A mask is a dict ``{"bert.encoder.layer.0.attention.self.query.weight_mask": 0/1 tensor, ...}``
-(§1.6). Every masked module carries its mask as the buffer ``weight_mask``, whichever way it is
+(docs/faithfulness.md §1.3). Every masked module carries its mask as the buffer ``weight_mask``, whichever way it is
 applied:
 
 * ``impl="plain"`` (default, fast): ``weight`` stays a plain parameter holding zeros at pruned
@@ -218,7 +218,7 @@ def effective_state_dict(model):
     """State dict with plain names (``…weight``, effective values) and no ``weight_mask`` keys.
 
     Checkpoints are written from this, so ``from_pretrained``/``load_state_dict`` on an unpruned
-    model of the same class reads them (the original's hooked state dicts could not, §9.19).
+    model of the same class reads them (the original's hooked state dicts could not, docs/faithfulness.md §4.3).
     """
     out = {}
     for key, value in unwrap(model).state_dict().items():
@@ -415,7 +415,7 @@ def global_magnitude_prune(model, amount, impl=None, prunable_set="paper"):
 
 def imp_amount(pruning_step, rounds=10):
     """The original IMP schedule: ``1/(10-k)`` of what remains, i.e. 10 % of the original set
-    per event (10 %, 20 %, … 100 % after k+1 events; §1.2)."""
+    per event (10 %, 20 %, … 100 % after k+1 events; docs/faithfulness.md §1.2)."""
     return 1.0 / (rounds - pruning_step)
 
 
@@ -425,7 +425,7 @@ def snapshot_state(model):
     """A detached CPU *copy* of the model's weights under plain names (the rewind target).
 
     The original aliased the live tensors, so its rewind silently did nothing on CPU and in
-    LT_pretrain (§2.4); cloning makes the rewind real.
+    LT_pretrain (docs/faithfulness.md §3.2); cloning makes the rewind real.
     """
     return {k: v.detach().clone().cpu() for k, v in effective_state_dict(model).items()}
 
@@ -627,7 +627,7 @@ def check_mask_fits(masks, model, source="mask"):
 # --- layer-shuffled weights (pertub_weight.py) --------------------------------------------
 
 def shuffled_layer_weights(model, seed=None):
-    """The prunable matrices with whole encoder layers permuted (§6.2).
+    """The prunable matrices with whole encoder layers permuted (docs/faithfulness.md §5.2).
 
     Target layer i receives all six matrices of layer perm[i] (one permutation for all six);
     the pooler is copied unchanged; keys are plain ``…weight`` names. Returns (dict, perm).

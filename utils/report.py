@@ -4,7 +4,8 @@ Reading runs is :mod:`utils.runs`, the tables :mod:`utils.tables` (statistics in
 :mod:`utils.stats`), mask overlaps :mod:`utils.overlap`, figures :mod:`utils.figures`; this
 module renders them. Every score is a fixed-mask fine-tune's final evaluation; each table keeps
 apart what differs in how it was made (prunable set, the IMP run's budget) and says what it
-pools although it differs.
+pools although it differs. Failed runs (``failed.json``) and evaluation-only runs are listed in
+their own sections and are in no table.
 
     python report.py runs/glue_small --out runs/glue_small/report
 """
@@ -166,12 +167,32 @@ def _transfer(summary, sparsity, missing):
     return out or ["(no transfer runs: no mask fine-tuned on a task other than its own)", ""], csv_rows
 
 
-def render(finished, unfinished, transfer_sparsity=70, overlaps=None):
-    """The whole report as Markdown, the CSV tables as {name: rows}, and the summary."""
+def _apart(failed, eval_only):
+    """The sections of the runs no table uses: failed runs (with why) and evaluation-only runs."""
+    out = []
+    if failed:
+        out += ["", "## Failed runs (stopped before their end; in no table)", ""]
+        out += [f"- {f['path']}: {f['why']}" for f in failed]
+    if eval_only:
+        out += ["", "## Evaluation-only runs (no training; in no table)", ""]
+        out += [f"- {r['path']}: {r['script']} on {task_label(r['task'])}"
+                + (f", {METRIC_NAMES.get(r['metric'], r['metric'])} {r['score']:.1f}" if r["score"] is not None else "")
+                for r in eval_only]
+    return out
+
+
+def _title(finished, unfinished, failed, eval_only):
+    extra = (f", {len(failed)} failed" if failed else "") + (f", {len(eval_only)} evaluation-only" if eval_only else "")
+    return f"# Lottery-ticket report ({len(finished)} finished runs, {len(unfinished)} unfinished{extra})"
+
+
+def render(finished, unfinished, transfer_sparsity=70, overlaps=None, failed=(), eval_only=()):
+    """The whole report as Markdown, the CSV tables as {name: rows}, and the summary. ``failed``
+    and ``eval_only`` runs (:class:`utils.runs.Collected`) are only listed, in their own sections."""
     summary = summarise(finished)
     overlaps = overlaps or {"cells": {}, "cross": {}}
     rows, csv_t2, header = _table2(table2(summary))
-    out = [f"# Lottery-ticket report ({len(finished)} finished runs, {len(unfinished)} unfinished)", "",
+    out = [_title(finished, unfinished, failed, eval_only), "",
            FINAL_NOTE, RULES, "", "## Table 2: highest sparsity with a matching IMP ticket", "",
            "The scores are at the matching sparsity; where no sparsity matches, at the lowest one tried (\"at N%\").", "",
            md_table(header, rows) if rows else "(no IMP-ticket fine-tunes yet)"]
@@ -204,6 +225,7 @@ def render(finished, unfinished, transfer_sparsity=70, overlaps=None):
     out += [f"- {m}" for m in missing] or ["(none)"]
     out += ["", "## Unfinished runs", ""]
     out += [f"- {u['path']}: {u['why']}" for u in unfinished] or ["(none)"]
+    out += _apart(failed, eval_only)
     tables = {"table2": csv_t2, "comparisons": csv_cmp, "curves": csv_curves, "transfer": csv_transfer,
               "overlap": csv_cross}
     return "\n".join(out) + "\n", tables, summary
@@ -232,9 +254,10 @@ def write_report(root, out_dir=None, figures=True, transfer_sparsity=70, bench=N
     (``mask_overlaps.json``) and the figures to ``out_dir``; returns (markdown, csv rows, list of
     figure files). ``bench``: a ``scripts/bench.py`` output file, whose structured speed-ups are
     appended (:func:`utils.bench_table.structured_speed`)."""
-    finished, unfinished = collect(root)
+    runs = collect(root)
+    finished, unfinished = runs
     overlaps, store = measure_overlaps(root, finished)
-    text, tables, summary = render(finished, unfinished, transfer_sparsity, overlaps)
+    text, tables, summary = render(finished, unfinished, transfer_sparsity, overlaps, runs.failed, runs.eval_only)
     if bench is not None:
         from utils.bench_table import read_bench, structured_speed  # only with --bench
 

@@ -165,6 +165,11 @@ def check_resumable(args):
                             "command (only evaluation, logging and I/O flags may differ)")
     if (out / "complete.json").is_file():
         return "finished"
+    failed = read_json(out / "failed.json")
+    if failed is not None:
+        why = failed.get("reason", "see failed.json") if isinstance(failed, dict) else "see failed.json"
+        raise UserError(f"--resume: the run in {out} failed ({why}); resuming would repeat it: start it again "
+                        "without --resume (e.g. with a lower --learning_rate)")
     return "resume"
 
 

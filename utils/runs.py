@@ -4,7 +4,9 @@ A run is a folder with ``args.json``. What it is comes from its files, never fro
 the script, the task, ``--dir``, and the provenance of the mask and weight file it loaded
 (``args.json`` ``provenance``, else a record of the same sha256 found under the folder).
 Scores are each finished run's final evaluation (``complete.json`` ``headline``, in percent); a
-folder without ``complete.json`` is an unfinished run.
+folder without ``complete.json`` is an unfinished run, one with ``failed.json`` a failed run (its
+training diverged; never scored), one whose run did not train (``kind`` ``eval_only``) an
+evaluation-only run: both are listed apart and never enter a table.
 """
 import math
 from pathlib import Path
@@ -92,12 +94,24 @@ SETTINGS = ("model", "learning_rate", "num_train_epochs", "max_steps", "max_trai
             "max_seq_length", "global_batch", "amp_dtype", "weight_decay", "warmup_steps")
 
 
-def settings_of(args):
+def _dev_rows(baseline):
+    """The number of dev rows a classification run's baseline was counted on ("... of 408)")."""
+    import re
+
+    m = re.search(r" of (\d+)\)$", str((baseline or {}).get("what") or ""))
+    return int(m.group(1)) if m else None
+
+
+def settings_of(args, baseline=None):
     """The run's values of ``SETTINGS``; ``model`` is the checkpoint's weights hash (its path
     when the run recorded no hash; None for a random re-init, which is compared on the rest),
-    ``global_batch`` per-process batch x processes x accumulation."""
+    ``global_batch`` per-process batch x processes x accumulation; a ``max_eval_samples`` cap
+    above the dev rows the baseline was counted on (MRPC's 500 of 408) did not bind: no cap."""
     ckpt = (args.get("provenance") or {}).get("checkpoint") or {}
     out = {k: args.get(k) for k in SETTINGS}
+    rows = _dev_rows(baseline)
+    if out["max_eval_samples"] is not None and rows is not None and out["max_eval_samples"] > rows:
+        out["max_eval_samples"] = None
     out["model"] = (ckpt.get("weights_sha256") or "")[:12] or args.get("model_name_or_path")
     if args.get("dir") == "rand" or ckpt.get("init") == "rand":
         out["model"] = None  # random re-init: no pre-trained weights to compare
@@ -122,9 +136,11 @@ def classify(args, results, complete, mask_index=None):
     kind = results.get("kind") or complete.get("kind")
     if kind is None:
         kind = "imp" if str(args.get("script", "")).startswith("LT_") or "(IMP)" in str(args.get("script", "")) else "finetune"
+    if kind == "finetune" and args.get("do_train") is False:
+        kind = "eval_only"  # recorded before evaluation-only runs had their own kind
     run = {"task": task, "kind": kind, "script": args.get("script"), "seed": args.get("seed"),
            "finished": bool(complete), "score": None, "metric": None,
-           "baseline": complete.get("baseline") or results.get("baseline"), "settings": settings_of(args),
+           "baseline": complete.get("baseline") or results.get("baseline"), "settings": settings_of(args, complete.get("baseline") or results.get("baseline")),
            "wall_time_s": complete.get("wall_time_s")}
     head = complete.get("headline")
     if head:
@@ -166,30 +182,61 @@ def classify(args, results, complete, mask_index=None):
     return run
 
 
+class Collected(tuple):
+    """``(finished, unfinished)``, as :func:`collect` always returned, plus ``failed`` (runs that
+    stopped, each with the reason from its ``failed.json``) and ``eval_only`` (finished runs that
+    did not train). Neither of the two is in ``finished``, so no table ever pools them."""
+
+    def __new__(cls, finished, unfinished, failed, eval_only):
+        self = super().__new__(cls, (finished, unfinished))
+        self.finished, self.unfinished, self.failed, self.eval_only = finished, unfinished, failed, eval_only
+        return self
+
+
+def _read_object(path):
+    """A run file's JSON object; None when missing or not JSON; a JSON value of another type
+    (a list, a string) is refused naming the file."""
+    value = read_json(path)
+    if value is not None and not isinstance(value, dict):
+        raise UserError(f"{path} holds a JSON {type(value).__name__}, not an object: it is not a file this "
+                        "tool wrote; move it out of the folder of runs or restore it")
+    return value
+
+
+def _failed_entry(path, run, failed):
+    reason = failed.get("reason") or "no reason recorded"
+    return {"path": path, "step": failed.get("step"), "reason": reason,
+            "why": f"{run['script']} on {task_label(run['task'])}: {reason} (failed.json)"}
+
+
 def collect(root):
-    """(finished runs, unfinished runs) under ``root``; raises UserError when there is none."""
+    """The runs under ``root`` as a :class:`Collected`: (finished, unfinished) plus ``.failed`` and
+    ``.eval_only``; raises UserError when there is none."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root}: not a folder of runs")
     dirs = find_run_dirs(root)
     if not dirs:
         raise UserError(f"{root}: no runs found (no args.json in it or below)")
-    args_by, res_by, done_by = {}, {}, {}
+    args_by, res_by, done_by, failed_by = {}, {}, {}, {}
     for d in dirs:
-        args_by[d], res_by[d], done_by[d] = read_json(d / "args.json"), read_json(d / "results.json"), read_json(d / "complete.json")
+        args_by[d], res_by[d] = read_json(d / "args.json"), _read_object(d / "results.json")
+        done_by[d], failed_by[d] = _read_object(d / "complete.json"), _read_object(d / "failed.json")
     index = _mask_index(root, dirs, args_by, res_by)
-    finished, unfinished = [], []
+    finished, unfinished, failed, eval_only = [], [], [], []
     for d in dirs:
         if not isinstance(args_by[d], dict):
             unfinished.append({"path": str(d.relative_to(root)), "why": "args.json unreadable"})
             continue
         run = classify(args_by[d], res_by[d], done_by[d], index)
         run["path"] = str(d.relative_to(root)) if d != root else "."
-        if run["finished"]:
-            finished.append(run)
+        if failed_by[d] is not None:
+            failed.append(_failed_entry(run["path"], run, failed_by[d]))
+        elif run["finished"]:
+            (eval_only if run["kind"] == "eval_only" else finished).append(run)
         else:
             steps = (res_by[d] or {}).get("global_step")
             unfinished.append({"path": run["path"], "why": f"{run['script']} on {task_label(run['task'])}, "
                                f"no complete.json (last step {steps if steps is not None else '?'})"})
-    return finished, unfinished
+    return Collected(finished, unfinished, failed, eval_only)
 

@@ -320,9 +320,6 @@ def save_model_folder(model, out_dir, tokenizer_source):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-save_shrunk = save_model_folder  # the name the issue gave it
-
-
 def save_finetuned(args, model):
     """``--save_model`` of the *_trans.py scripts: the fine-tuned model (mask applied), its
     config and tokenizer into ``<output_dir>/model/``, with a provenance record beside the

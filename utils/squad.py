@@ -1,6 +1,6 @@
 """SQuAD v1.1: reading, legacy windowed features, n-best post-processing and evaluation.
 
-Reproduces the transformers 2.x ``run_squad.py`` data path (ORIGINAL_BEHAVIOUR.md §3.2, §7.2)
+Reproduces the transformers 2.x ``run_squad.py`` data path (docs/faithfulness.md §6.2)
 on top of the fast tokenizer's character offsets:
 
 * questions are cut to ``max_query_length`` tokens;
@@ -33,7 +33,6 @@ from utils.io import write_json
 from utils.metrics import squad_scores
 
 EVAL_ONLY_COLUMNS = ("example_index", "offset_mapping", "token_is_max_context")
-CACHE_VERSION = 1  # bump when the feature layout changes, so old caches are not reused
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -270,6 +269,9 @@ def load_squad(path, tokenizer, is_training, max_seq_length=384, doc_stride=128,
     features = cached_dataset(path, tokenizer, f"squad_{split}_{Path(path).stem}",
                               {"lengths": params, "is_training": bool(is_training)}, build,
                               cache_dir, overwrite_cache)
+    if len(features) == 0:
+        raise UserError(f"{path}: its {len(examples)} question(s) give no features: every context is empty "
+                        f"(after tokenisation), so there is nothing to {'train on' if is_training else 'predict'}")
     print(f"SQuAD {path}: {len(examples)} examples, {len(features)} features, "
           f"{skipped} skipped questions")
     return examples, features

@@ -245,7 +245,7 @@ def wall_rows(finished):
     rows, every = [], []
     for task in sorted({r["task"] for r in finished}):
         imp = [r for r in finished if r["task"] == task and r["kind"] == "imp"]
-        ft = [r for r in finished if r["task"] == task and r["kind"] != "imp"]
+        ft = [r for r in finished if r["task"] == task and r["kind"] == "finetune"]  # never an evaluation alone
         every += imp + ft
         rows.append([task_label(task), f"{len(imp)}, {hours(imp):.2f} h", f"{len(ft)}, {hours(ft):.2f} h",
                      f"{hours(imp + ft):.2f} h"])

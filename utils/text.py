@@ -1,7 +1,7 @@
 """Masked-language-modelling data and evaluation, as the legacy ``run_language_modeling.py`` did it.
 
-ORIGINAL_BEHAVIOUR.md §4.2 (blocks, line-by-line, 15 % / 80-10-10 corruption) and §7.3
-(perplexity and masked-token accuracy). Evaluation is deterministic by default (``seed=0``);
+docs/faithfulness.md §6.3 (blocks, line-by-line, 15 % / 80-10-10 corruption; perplexity and
+masked-token accuracy). Evaluation is deterministic by default (``seed=0``);
 ``seed=None`` gives the original's fresh random masking at every call.
 
 Example::
@@ -293,5 +293,9 @@ def mlm_experiment(args, tokenizer, model):
 
     evaluate_fn.baseline = mlm_baseline(evals, tokenizer, args.per_gpu_eval_batch_size,
                                         args.mlm_probability, seed if seed is not None else args.seed)
+    if evaluate_fn.baseline is None:  # before anything is written: evaluating would fail mid-run
+        raise UserError(f"--eval_data_file {args.eval_data_file}: no token of its {len(evals)} row(s) is masked "
+                        f"(every token is special, or --mlm_probability {args.mlm_probability:g} selects none): "
+                        "the masked-LM evaluation would have nothing to score")
 
     return train, collator, evaluate_fn

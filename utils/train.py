@@ -1,6 +1,6 @@
 """The one training loop of the project, shared by all six training scripts.
 
-The original's legacy loop (ORIGINAL_BEHAVIOUR.md §1.7): AdamW with two weight-decay groups
+The original's legacy loop (docs/faithfulness.md §2): AdamW with two weight-decay groups
 (no decay on biases and LayerNorm weights), a linear schedule with warm-up over ``t_total``,
 gradient clipping to ``--max_grad_norm``, gradient accumulation, ``--max_steps``, evaluation
 every ``--logging_steps`` when ``--evaluate_during_training``, TensorBoard scalars and a tqdm
@@ -8,9 +8,14 @@ bar. Hooks let the IMP runner act at every ``--save_steps`` (prune, rewind, rese
 
 Outputs in ``--output_dir``: ``args.json`` (full configuration), ``results.json`` (every
 evaluation, rewritten atomically after each), ``result.pt`` (the original's list, plain types),
-``runs/`` (TensorBoard).
+``runs/`` (TensorBoard), and last either ``complete.json`` (the run reached its end) or
+``failed.json`` (it stopped: its loss or weights became NaN/inf; exit code 3).
 
-Deliberate differences from the original, all documented in the README: the run stops after
+Finished means trained and finite: a plan with no optimizer update is refused before anything
+is written (:func:`check_plan`), and the loop stops a run whose loss (checked at every batch)
+or weights (checked before every pruning event, saved state and at the end) are not finite.
+
+Deliberate differences from the original, documented in docs/faithfulness.md §2.2-§2.3: the run stops after
 exactly ``--max_steps`` updates (the original made one more), ``--max_steps`` always sets
 ``t_total``, step counting starts at 0 in every script (the SQuAD scripts started at 1), and
 TensorBoard files go to ``<output_dir>/runs`` instead of ``./runs``.
@@ -21,6 +26,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -31,8 +37,8 @@ from torch.utils.data import DataLoader, RandomSampler
 from tqdm.auto import tqdm
 
 from utils.args import command_of
-from utils.errors import UserError
-from utils.io import atomic_write, write_json
+from utils.errors import RunFailed, UserError
+from utils.io import atomic_write, settle, write_json
 from utils.pruning import GradientMasker, effective_state_dict, model_sparsity, unwrap
 
 
@@ -51,6 +57,10 @@ def setup_device(args):
     ``args.rank``; start the process group under ``torchrun`` (one process per GPU)."""
     local_rank = int(os.environ.get("LOCAL_RANK", getattr(args, "local_rank", -1)))
     args.local_rank = local_rank
+    if local_rank != -1 and not all(os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR")):
+        raise UserError(f"--local_rank {local_rank}: this process was not started by torchrun (no RANK, "
+                        "WORLD_SIZE, MASTER_ADDR in its environment); run it with torchrun --nproc_per_node N, "
+                        "or drop --local_rank")
     if local_rank != -1:
         import torch.distributed as dist
 
@@ -83,48 +93,116 @@ def is_main(args):
 
 
 COMPLETE = "complete.json"  # written last, only by a run that reached its end
+FAILED = "failed.json"  # written instead, by a run that stopped (its loss or weights became NaN/inf)
 STALE_FILES = {"results.json", "result.pt", "args.json", "predictions.json", "nbest_predictions.json"}
+# what a training run may write at the top of its folder (checkpoint-<step>/ is claimed when made)
+RUN_FILES = (*sorted(STALE_FILES), COMPLETE, FAILED)
+RUN_DIRS = ("runs", "resume", "model")
 
 
 def check_output_dir(args):
-    """Refuse, before anything is written, an ``--output_dir`` that is a file, or a non-empty
-    folder without ``--overwrite_output_dir``."""
-    out = Path(args.output_dir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--output_dir {out} is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()) and args.do_train and not args.overwrite_output_dir:
+    """Refuse, before anything is written, an ``--output_dir`` that is a file or cannot be written,
+    a non-empty folder without ``--overwrite_output_dir``, and, for an evaluation-only run (no
+    ``--do_train``), a folder holding a finished or failed run (only an earlier evaluation-only
+    run may be replaced, with ``--overwrite_output_dir``)."""
+    from utils.io import check_dir_writable, is_empty_folder, read_json
+
+    out = check_dir_writable(args.output_dir, "--output_dir")
+    if out.is_dir() and not is_empty_folder(out) and args.do_train and not args.overwrite_output_dir:
         raise UserError(f"--output_dir {out} exists and is not empty; use --overwrite_output_dir")
+    if args.do_train or not out.is_dir() or getattr(args, "resume", False):
+        return
+    for name in (COMPLETE, FAILED):
+        if (out / name).is_file():
+            earlier = read_json(out / name)
+            kind = earlier.get("kind") if isinstance(earlier, dict) else None
+            if kind != "eval_only":
+                raise UserError(f"--output_dir {out} holds a {'finished' if name == COMPLETE else 'failed'} run "
+                                f"({name}): an evaluation-only run (no --do_train) never replaces it; give "
+                                "another --output_dir")
+            if not args.overwrite_output_dir:
+                raise UserError(f"--output_dir {out} holds an evaluation-only run ({name}); use "
+                                "--overwrite_output_dir to replace it")
+
+
+def batches_per_epoch(args, n_examples):
+    """Batches of one process in one epoch of ``n_examples`` training rows."""
+    per_rank = math.ceil(n_examples / max(getattr(args, "world_size", 1), 1))
+    return math.ceil(per_rank / args.per_gpu_train_batch_size)
 
 
 def planned_updates(args, n_examples):
     """Optimizer updates a run will make on ``n_examples`` training rows (what the Trainer runs)."""
-    per_rank = math.ceil(n_examples / max(getattr(args, "world_size", 1), 1))
-    steps_per_epoch = max(1, math.ceil(per_rank / args.per_gpu_train_batch_size) // args.gradient_accumulation_steps)
+    steps_per_epoch = max(1, batches_per_epoch(args, n_examples) // args.gradient_accumulation_steps)
     if args.max_steps > 0:
         return args.max_steps
     return int(steps_per_epoch * args.num_train_epochs)
 
 
+def check_plan(args, n_examples, schedule_steps=None):
+    """Refuse, before anything is written, a run that would make no optimizer update: no training
+    rows, ``--gradient_accumulation_steps`` above the batches of an epoch (the accumulation never
+    completes), or a schedule of 0 updates (``--num_train_epochs 0.01``). Returns the planned updates.
+
+    A warm-up longer than the schedule (``schedule_steps``, default the whole run) is allowed, as
+    in the original, but warned about here, at the start: the learning rate then rises for the
+    whole schedule and never reaches ``--learning_rate``."""
+    batches, accumulation = batches_per_epoch(args, n_examples), args.gradient_accumulation_steps
+    if n_examples == 0:
+        raise UserError("the training data has no rows: there is nothing to train on")
+    if batches < accumulation:
+        raise UserError(f"--gradient_accumulation_steps {accumulation} is more than the {batches} batches of an "
+                        f"epoch ({n_examples} rows, --per_gpu_train_batch_size {args.per_gpu_train_batch_size}): "
+                        "no optimizer update would ever be made")
+    total = planned_updates(args, n_examples)
+    if total < 1:
+        raise UserError(f"--num_train_epochs {args.num_train_epochs:g} gives 0 optimizer updates "
+                        f"({batches // accumulation} per epoch): train longer, or set --max_steps")
+    length = schedule_steps or total
+    if args.warmup_steps > length:
+        print(f"warning: --warmup_steps {args.warmup_steps} is longer than the schedule's {length} updates: the "
+              f"learning rate rises throughout and peaks at {100.0 * length / args.warmup_steps:.0f} % of "
+              "--learning_rate", file=sys.stderr)
+    return total
+
+
 def prepare_output_dir(args):
-    """Create ``--output_dir``; refuse a non-empty one unless ``--overwrite_output_dir``.
+    """Create ``--output_dir`` and take its lock for the rest of the run; refuse a non-empty one
+    unless ``--overwrite_output_dir``, which removes what earlier runs of this tool recorded writing
+    there (the manifest, :mod:`utils.io`) and nothing else, so ``--output_dir .`` never touches a
+    folder that only shares a name (``runs/``); then record what this run will write.
 
     A completion marker left by an earlier run in the folder is removed first, so a run that
     is killed never looks finished."""
+    from utils.io import claim, clear_own, lock_folder
+
     check_output_dir(args)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    lock_folder(out)
+    claim(out, *legacy_entries(out), adopt=True)
     (out / COMPLETE).unlink(missing_ok=True)
-    if getattr(args, "resume", False):
-        return out  # --resume keeps everything, even with --overwrite_output_dir
-    if args.overwrite_output_dir:  # what an earlier run left here would mix with this run's files
-        import shutil
-
-        for path in out.iterdir():
-            if path.is_dir() and (path.name.startswith("checkpoint-") or path.name in ("runs", "resume")):
-                shutil.rmtree(path)
-            elif path.name in STALE_FILES:
-                path.unlink()
+    (out / FAILED).unlink(missing_ok=True)
+    if args.overwrite_output_dir and not getattr(args, "resume", False):  # --resume keeps everything
+        clear_own(out)
+    claim(out, RUN_FILES, RUN_DIRS)
     return out
+
+
+def legacy_entries(out):
+    """(files, folders) a run folder from before manifests holds of its run (its ``args.json`` names
+    a script of this tool): :data:`RUN_FILES`, ``checkpoint-*/``, ``runs/``, ``resume/``. Nothing
+    for a folder with a manifest, or without such a run."""
+    from utils.io import own_entries, read_json
+
+    earlier = read_json(out / "args.json")
+    if own_entries(out) is not None or not (isinstance(earlier, dict) and "script" in earlier
+                                            and "output_dir" in earlier):
+        return [], []
+    files = [p.name for p in out.iterdir() if p.is_file() and p.name in RUN_FILES]
+    dirs = [p.name for p in out.iterdir() if p.is_dir() and (p.name.startswith("checkpoint-")
+                                                             or p.name in ("runs", "resume"))]
+    return files, dirs
 
 
 def plain_args(args):
@@ -430,7 +508,9 @@ class Trainer:
                         self.pending_rng = None
                     continue
                 self.batches_done = step + 1
-                self.total_loss += self.forward_backward(batch)
+                loss = self.forward_backward(batch)
+                self.total_loss += loss
+                self.stop_if_not_finite(loss, bar)
                 if (step + 1) % args.gradient_accumulation_steps:
                     continue
                 self.optimizer_step()
@@ -440,6 +520,7 @@ class Trainer:
                     self.logged_loss = self.total_loss
                 pruned = False
                 if args.save_steps > 0 and self.global_step % args.save_steps == 0 and self.on_save:
+                    self.stop_if_not_finite(bar=bar)  # never prune or save non-finite weights
                     stop = self.on_save(self, self.global_step) == "stop"
                     pruned = True
                     model.train()
@@ -447,6 +528,7 @@ class Trainer:
                     stop = True
                     break
                 if self.checkpoint_due(pruned):
+                    self.stop_if_not_finite(bar=bar)
                     self.save_state()
                 kill_at_step(self.global_step, before=self.wait_for_state)
             if stop:
@@ -454,10 +536,52 @@ class Trainer:
             self.batches_done = 0
         bar.close()
         self.wait_for_state()
+        self.stop_if_not_finite()
         if self.writer is not None:
             self.writer.flush()
         self.write_results()
         return self.global_step, self.total_loss / max(self.global_step, 1)
+
+    # -- a run that diverged --
+    def stop_if_not_finite(self, loss=None, bar=None):
+        """With ``loss``: stop the run when the loss of this batch is NaN/inf on any process; without:
+        when a weight is (the same on every process). Stopping is :meth:`fail`."""
+        if loss is not None:
+            if self._on_any_rank(not math.isfinite(loss)):
+                self.fail(f"the training loss became {loss if not math.isfinite(loss) else 'non-finite'} at "
+                          f"update {self.global_step + 1}", bar)
+        elif not self._weights_finite():
+            self.fail(f"a weight became NaN or infinite at update {self.global_step}", bar)
+
+    def _on_any_rank(self, flag):
+        if self.args.world_size <= 1:
+            return flag
+        import torch.distributed as dist
+
+        t = torch.tensor([int(flag)], device=self.args.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def _weights_finite(self):
+        checks = [torch.isfinite(p.detach()).all() for p in self.model.parameters() if p.is_floating_point()]
+        return bool(torch.stack(checks).all()) if checks else True
+
+    def fail(self, reason, bar=None):
+        """Record why the run stops, in ``results.json`` and ``failed.json`` (never ``complete.json``),
+        and raise :class:`utils.errors.RunFailed` (exit code 3)."""
+        if bar is not None:
+            bar.close()
+        self.wait_for_state()
+        self.results["failed"] = {"reason": reason, "step": self.global_step}
+        self.write_results()
+        self.close()
+        if is_main(self.args):
+            write_json(self.out / FAILED, {"failed": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reason": reason,
+                                           "step": self.global_step, "script": self.results.get("script"),
+                                           "task": self.results.get("task"), "kind": self.results.get("kind")})
+            settle(self.out)
+        raise RunFailed(f"training diverged: {reason}; the run stopped there (see {self.out / FAILED}; it is not "
+                        "finished): try a lower --learning_rate")
 
     # -- resumable state (utils/resume.py) --
     def checkpoint_due(self, pruned):
@@ -595,3 +719,4 @@ class Trainer:
                   "wall_time_s": self.results.get("wall_time_s"), "headline": score,
                   "baseline": self.results.get("baseline")}
         write_json(self.out / COMPLETE, plain(marker))
+        settle(self.out)  # the manifest keeps what the run really wrote
