@@ -53,6 +53,9 @@ def parse_args(argv=None):
         resolve_prunable_set(args)
     except UserError as err:
         p.error(str(err))
+    if args.structure_score in ("taylor", "fisher"):
+        p.error(f"argument --structure_score: {args.structure_score} needs a task's training batches, which "
+                "oneshot.py does not read; use oneshot_structured.py (or an IMP script)")
     return args
 
 
@@ -76,8 +79,14 @@ def main(argv=None):
     out = check_output(args)
     model = load_model(args.model, args.model_name_or_path, init=args.weight, seed=args.seed)
     if args.structure == "heads_ffn":
+        table = None
+        if args.weight == "pre" and args.structure_score != "magnitude":
+            from utils.importance import unit_scores
+            from utils.structured import current_layout
+
+            table, _ = unit_scores(model, current_layout(model), args.structure_score)
         masks = structured_prune(model, args.rate, how="magnitude" if args.weight == "pre" else "random",
-                                 seed=args.seed)
+                                 seed=args.seed, table=table)
     else:
         masks = global_magnitude_prune(model, args.rate, prunable_set=args.prunable_set)
     out.mkdir(parents=True, exist_ok=True)

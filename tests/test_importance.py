@@ -223,3 +223,54 @@ def test_oneshot_structured_script_writes_mask_scores_and_rescaled_model(tmp_pat
         for part in ("i", "o", "q", "ao"):
             key = next(k for k, m in P.prunable_modules(model).items() if m is layer[part]) + ".weight_mask"
             assert bool(((layer[part].weight == 0) | masks[key]).all())  # pruned weights are zero
+
+
+def test_structured_imp_with_fisher_scores_writes_them_beside_each_mask(tiny_bert_dir, tmp_path):
+    """LT_glue.py --structure heads_ffn --structure_score fisher: at each event the units with
+    the lowest Fisher score per weight go (among those alive), and mask_scores.json says why."""
+    import json
+
+    import LT_glue
+    from test_glue_scripts import common, write_mrpc
+
+    data = write_mrpc(tmp_path / "MRPC")
+    out = tmp_path / "imp"
+    LT_glue.main(common(tiny_bert_dir, data, out, "--structure", "heads_ffn", "--structure_score", "fisher",
+                        "--score_batches", "2", "--save_steps", "2", "--logging_steps", "0", "--max_steps", "4",
+                        "--learning_rate", "1e-3", "--save_round_weights", "0"))
+    alive = None
+    for step in (2, 4):
+        scores = json.loads((out / f"checkpoint-{step}" / "mask_scores.json").read_text())
+        assert scores["score"] == "fisher" and scores["batches"] == 2 and scores["normalise"] == "size"
+        units = scores["units"]
+        kept = [u["kept"] for u in units]
+        layout = S.layout_from_masks(P.load_mask(out / f"checkpoint-{step}" / "mask.pt"), 16)
+        assert kept == [bool(x) for lay in layout for x in (*lay["heads"].tolist(), *lay["neurons"].tolist())]
+        # removed at this event: the lowest scores among the units alive before it (one head per
+        # layer is always kept, so compare neurons only)
+        before = alive if alive is not None else [True] * len(units)
+        gone = [u["score"] for u, a in zip(units, before) if a and not u["kept"] and u["unit"] == "neuron"]
+        stay = [u["score"] for u in units if u["kept"] and u["unit"] == "neuron"]
+        assert gone and max(gone) <= min(stay)
+        alive = kept
+    rec = json.loads((out / "checkpoint-4" / "mask_provenance.json").read_text())
+    assert rec["args"]["structure_score"] == "fisher"
+
+
+def test_structure_score_flags_refused_where_they_cannot_work(tiny_bert_dir, tmp_path, capsys):
+    import oneshot
+    from utils.errors import run_cli
+
+    with pytest.raises(SystemExit) as e:
+        run_cli(oneshot.main, ["--structure", "heads_ffn", "--structure_score", "fisher", "--rate", "0.3",
+                               "--model_name_or_path", str(tiny_bert_dir), "--output_dir", str(tmp_path / "o")])
+    assert e.value.code == 2 and "fisher needs a task's training batches" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        run_cli(oneshot.main, ["--structure_score", "layer_norm_magnitude", "--rate", "0.3",
+                               "--model_name_or_path", str(tiny_bert_dir), "--output_dir", str(tmp_path / "o")])
+    assert e.value.code == 2 and "it needs --structure heads_ffn" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    # layer_norm_magnitude needs no data: oneshot.py takes it
+    oneshot.main(["--structure", "heads_ffn", "--structure_score", "layer_norm_magnitude", "--rate", "0.3",
+                  "--model_name_or_path", str(tiny_bert_dir), "--output_dir", str(tmp_path / "ln")])
+    assert S.is_structured(P.load_mask(tmp_path / "ln" / "mask.pt"), 16)

@@ -38,6 +38,7 @@ RANGES = {
     "mlm_probability": (lambda v: _finite(v) and 0 < v < 1, "must lie strictly between 0 and 1"),
     "n_best_size": (lambda v: v >= 1, "must be at least 1"),
     "max_answer_length": (lambda v: v >= 1, "must be at least 1"),
+    "score_batches": (lambda v: v >= 1, "must be at least 1"),
     "checkpoint_steps": (lambda v: v >= -1, "must be -1 (never), 0 (automatic) or a number of updates"),
 }
 
@@ -191,14 +192,25 @@ def add_imp_args(p, rewind_default="pretrained"):
 
 
 def add_structure_arg(p):
-    """``--structure`` (IMP scripts and oneshot.py)."""
+    """``--structure`` and the structured score's flags (IMP scripts and oneshot.py)."""
+    from utils.importance import NORMALISE, SCORES
     from utils.structured import STRUCTURES
 
     p.add_argument("--structure", choices=STRUCTURES, default="unstructured",
                    help="unstructured: single weights (the paper's); heads_ffn: whole attention heads and "
-                        "FFN neurons, ranked by mean |w| per structure, every layer keeping one head; "
+                        "FFN neurons, ranked by --structure_score, every layer keeping one head; "
                         "the pooler stays dense and sparsity counts the encoder (implies "
                         "--prunable_set no_pooler)")
+    p.add_argument("--structure_score", choices=SCORES, default="magnitude",
+                   help="--structure heads_ffn: how units are ranked: mean |w| (magnitude, the earlier "
+                        "records'), mean |w| over its layer group's RMS (layer_norm_magnitude), or the "
+                        "loss gradient of a gate on the unit (taylor: mean |dL/dg|, fisher: mean "
+                        "(dL/dg)^2) on --score_batches training batches")
+    p.add_argument("--score_batches", type=int, default=16,
+                   help="training batches a taylor/fisher score averages over (at each pruning event)")
+    p.add_argument("--score_normalise", choices=NORMALISE, default="size",
+                   help="taylor/fisher: heads and neurons on one scale by importance per weight (size), "
+                        "raw importance (none), or over the RMS of the unit's layer group (layer)")
 
 
 def add_transfer_args(p):

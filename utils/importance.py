@@ -279,3 +279,29 @@ def oneshot_structured(model, fraction, how, batches, normalise="size", rescale=
         scales = rescale_kept_units(model, masks, batches, full=dense)
         rescaled = time.perf_counter() - start
     return masks, record, scales, scored, rescaled
+
+
+def event_table(args, model, dataset, collator, event):
+    """The scored unit table an IMP pruning event ranks by (``--structure_score``), or None for
+    ``magnitude`` (the structured pruner's own score). Gradient scores use ``--score_batches``
+    batches of a shuffle of the training rows seeded by ``--seed`` and the event, on the weights
+    the round just trained. Returns (table or None, the score record or None)."""
+    from utils.structured import current_layout
+
+    how = getattr(args, "structure_score", "magnitude")
+    if how == "magnitude":
+        return None, None
+    batches = None
+    if how in ("taylor", "fisher"):
+        batches = score_batches(dataset, collator, args.per_gpu_train_batch_size, args.score_batches,
+                                args.seed + 1000 * event, next(model.parameters()).device)
+    table, raw = unit_scores(model, current_layout(model), how, batches, args.score_normalise)
+    return table, (table, raw, how, args.score_normalise, len(batches or []))
+
+
+def kept_units(masks, model):
+    """Per unit, in :func:`utils.structured.unit_table` order, whether ``masks`` keeps it."""
+    from utils.structured import layout_from_masks
+
+    layout = layout_from_masks(masks, head_size(model))
+    return np.concatenate([np.concatenate([lay["heads"].numpy(), lay["neurons"].numpy()]) for lay in layout])

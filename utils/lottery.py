@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from utils.importance import event_table, kept_units, score_record
+from utils.io import write_json
 from utils.models import load_model, load_weight_file
 from utils.args import command_of
 from utils.provenance import checkpoint_identity, describe_input, write_record
@@ -89,8 +91,12 @@ class IMPRunner:
     def prune(self, trainer, step):
         """One pruning event: prune, rewind, save the mask, reset the optimizer."""
         args = self.args
+        scored = None
         if args.structure == "heads_ffn":  # after k events, k/rounds of the encoder (to a unit)
-            masks = structured_prune(self.model, (self.pruning_step + 1) / self.rounds, impl=args.mask_impl)
+            table, scored = event_table(args, unwrap(self.model), trainer.train_dataset, trainer.collate_fn,
+                                        self.pruning_step + 1)
+            masks = structured_prune(self.model, (self.pruning_step + 1) / self.rounds, impl=args.mask_impl,
+                                     table=table)
         else:
             amount = imp_amount(self.pruning_step, self.rounds)
             masks = global_magnitude_prune(self.model, amount, impl=args.mask_impl,
@@ -107,6 +113,8 @@ class IMPRunner:
             report = save_mask(path, masks, model=unwrap(self.model), fmt=args.mask_format,
                                prunable_set=args.prunable_set, structure=args.structure)
             record = write_record(path, self.mask_record(trainer, step, report), args.cache_dir or None)
+            if scored is not None:  # why each head and neuron went: mask_scores.json beside the mask
+                write_json(path.with_name("mask_scores.json"), score_record(*scored, kept=kept_units(masks, unwrap(self.model))))
             print(f"pruning event {self.pruning_step}/{self.rounds} at step {step}: "
                   f"zero_rate = {report['prunable']['sparsity']:.2f} -> {path}")
             print(format_sparsity(report))

@@ -258,6 +258,9 @@ def resolve_prunable_set(args):
     """``--structure heads_ffn`` leaves the pooler dense: ``args.prunable_set`` becomes
     ``no_pooler``; an explicit ``--prunable_set paper`` on the command line conflicts."""
     if getattr(args, "structure", "unstructured") != "heads_ffn":
+        if getattr(args, "structure_score", "magnitude") != "magnitude":
+            raise UserError(f"--structure_score {args.structure_score} ranks heads and neurons: it needs "
+                            "--structure heads_ffn")
         return
     if "--prunable_set" in getattr(args, "argv", []) and args.prunable_set == "paper":
         raise UserError("--structure heads_ffn leaves the pooler dense: it cannot be combined with "
