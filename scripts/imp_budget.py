@@ -28,6 +28,8 @@ def main(argv=None):
     if not runs:
         raise UserError(f"{out}: no finished IMP run under {out}/<task>/imp_*")
     studies = [budget_rows(d, out / "masks", Path(args.model) / "model.safetensors") for d in runs]
+    for st in studies:  # the record names runs inside OUT, not this machine's paths
+        st["run"] = str(Path(st["run"]).relative_to(out))
     print(budget_table(studies))
     if args.json_out:
         write_json(args.json_out, studies)
