@@ -7,6 +7,15 @@ the failure in ``failed.json``.
 """
 import sys
 
+_AT_END = []  # callbacks run when run_cli's main returns or raises (e.g. releasing folder locks)
+
+
+def at_end(callback):
+    """Have :func:`run_cli` call ``callback()`` when the script's main ends, however it ends
+    (registered once per callback)."""
+    if callback not in _AT_END:
+        _AT_END.append(callback)
+
 
 class UserError(Exception):
     """Bad input from the user (a flag, a file, a mask). Printed as one line, exit code 2."""
@@ -28,9 +37,8 @@ def run_cli(main, argv=None):
         print(f"error: {msg}", file=sys.stderr)
         sys.exit(getattr(err, "exit_code", 2))
     finally:
-        from utils.io import release_locks  # the run's output-folder lock ends with it
-
-        release_locks()
+        for callback in list(_AT_END):  # e.g. the run's output-folder lock ends with it
+            callback()
 
 
 def first_line(err, limit=160):

@@ -16,6 +16,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from utils.errors import UserError, at_end, first_line
+
 
 def atomic_write(path, write_fn):
     """Write a file through ``write_fn(tmp_path)`` then rename it into place: never half-written."""
@@ -111,8 +113,6 @@ def load_tensor_dict(path, what):
 
     import torch
 
-    from utils.errors import UserError, first_line
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{what} {path} not found")
@@ -150,8 +150,6 @@ def _nearest_existing(path):
 def check_dir_writable(path, flag):
     """Refuse, writing nothing, an output folder ``path`` (given by ``flag``) that is a file, lies
     inside a file, or cannot be created or written (a probe folder is made and removed)."""
-    from utils.errors import UserError
-
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{flag} {path} is a file, not a folder")
@@ -167,8 +165,6 @@ def check_dir_writable(path, flag):
 
 def check_file_writable(path, flag):
     """Refuse, writing nothing, an output file ``path`` that is a folder or whose folder cannot be written."""
-    from utils.errors import UserError
-
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{flag} {path} is a folder; give a file name, e.g. {path / 'shuffle_weight.pt'}")
@@ -202,8 +198,6 @@ def check_inputs_apart(out, inputs, flag="--output_dir"):
     """Refuse an output folder ``out`` that is, or holds, one of the run's inputs (``{flag: path}``;
     unset flags and names that are no path, e.g. a hub name, are skipped): writing or clearing it
     could destroy the input."""
-    from utils.errors import UserError
-
     target = Path(out).resolve()
     for name, given in inputs.items():
         if not given or not Path(given).exists():
@@ -282,8 +276,6 @@ def lock_folder(folder, flag="--output_dir", create=True):
     process already holds is a no-op; :func:`release_locks` gives them all back."""
     import fcntl
 
-    from utils.errors import UserError
-
     path = Path(folder) / LOCK
     key = str(path.resolve())
     if key in _LOCKS or (not create and not path.is_file()):
@@ -299,6 +291,7 @@ def lock_folder(folder, flag="--output_dir", create=True):
                             f"to end or give another {flag}") from None
         return  # a file system without flock: no lock, as before
     _LOCKS[key] = fd
+    at_end(release_locks)  # run_cli gives the lock back when the script's main ends
     if create:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
