@@ -1,13 +1,16 @@
 # GLUE settings and helpers shared by glue_tickets.sh and transfer.sh (sourced after
 # recipe_lib.sh): the budget profiles, the flags every GLUE run shares, IMP round lengths.
 recipe_settings glue
-DATA=${DATA:-../shared/data/glue}
+path_setting DATA ../shared/data/glue
 
 # The profiles are data in utils/profiles.py (the docs' profile table is generated from it):
 # TASKS SPARSITIES METHODS SETS TRAIN_ALL SUBSET_TASKS MAX_EVAL ROUND_EPOCHS SCHEDULE IMP_LR (a user's
 # setting wins), LR BATCH SEQ FT_EPOCHS MAX_TRAIN, and the seeds per method (seed_settings).
 profile_lines=$("$PYTHON" "$ROOT/utils/profiles.py" glue "$PROFILE") || exit 2
 eval "$profile_lines"
+check_settings
+whole_number ROUND_EPOCHS "$ROUND_EPOCHS" 1; ROUND_EPOCHS=$((10#$ROUND_EPOCHS))
+case $SCHEDULE in per_round|whole_run) ;; *) die "SCHEDULE must be per_round or whole_run, not '$SCHEDULE'" ;; esac
 AMP=${AMP:-}
 SUBSET_SEED=${SUBSET_SEED:-0}
 BATCH_PER_GPU=$(per_process "$BATCH")
@@ -23,7 +26,7 @@ subset() {  # TASK: the row flags (a seeded random subset for the tasks in SUBSE
   echo "${cap:+--max_train_samples $cap} $seeded ${MAX_EVAL:+--max_eval_samples $MAX_EVAL}"
 }
 common() {  # TASK: the flags every GLUE run shares
-  echo "--task_name $1 --data_dir $DATA/$1 --model_type bert --model_name_or_path $MODEL --do_train --do_eval" \
+  echo "--task_name $(q "$1") --data_dir $(q "$DATA/$1") --model_type bert --model_name_or_path $(q "$MODEL") --do_train --do_eval" \
        "--do_lower_case --max_seq_length $SEQ --per_gpu_train_batch_size $BATCH_PER_GPU" \
        "--per_gpu_eval_batch_size 64 $(subset "$1") $AMP --overwrite_output_dir $EXTRA"
 }

@@ -25,13 +25,16 @@
 #                quick 1, 2e-4, per_round]
 #   SUBSET_TASKS SUBSET_SEED  tasks trained on a seeded random row subset, its seed [small: STS-B, 0]
 #   IMP_SEED     seed of the IMP run    [57, the paper's]
-#   SPARSITIES   percent, multiples of 10 [profile]
+#   SPARSITIES   percent, of 10 20 ... 90 (the sparsities IMP writes) [profile]
 #   METHODS      of: imp random omp reinit shuffled [profile]
 #   SETS         prunable sets: paper (with the pooler, as the paper) and/or no_pooler [profile];
 #                heads_ffn: structured tickets (whole heads and FFN neurons, the pooler dense)
 #   NGPU         GPUs per run; > 1 runs every training script under torchrun [0]
 #   JOBS         runs side by side (CPU: each gets nproc/JOBS threads) [1]
 #   EXTRA        extra flags for every training run ["" ]
+# Paths (MODEL, DATA, OUT) may hold spaces; a relative one is taken from the folder the recipe
+# is started in (the defaults from the repository root). A setting the recipe cannot honour is
+# refused in one line (exit code 2) before anything runs.
 set -euo pipefail
 source "$(dirname "$0")/recipe_lib.sh"
 source "$(dirname "$0")/glue_profile.sh"

@@ -9,6 +9,13 @@
 #                                        it has ended (masks exist before they are fine-tuned)
 #   run_queue                            run (or print) the queue
 #   py                               the python launcher: torchrun when NGPU > 1
+#   q PATH                           PATH quoted for a command (printf %q): a command stays one
+#                                    copy-pasteable line that eval runs as printed
+#   path_setting VAR DEFAULT         VAR as an absolute path: a user's value from the folder the
+#                                    recipe was started in, the default from the repository root
+#   check_settings                   refuse SPARSITIES, SETS, METHODS a recipe cannot honour
+#
+# Every refused setting: one `error: ...` line on stderr, exit code 2, before anything runs.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DRY_RUN=${DRY_RUN:-0}
@@ -19,10 +26,52 @@ for arg in "$@"; do
     *) echo "error: unknown argument $arg (only --dry-run; settings are environment variables)" >&2; exit 2 ;;
   esac
 done
+# A refused setting: one line on stderr, exit code 2 (at planning time: nothing has run).
+die() { echo "error: $*" >&2; exit 2; }
+
+# VALUE is a whole number of at least MIN (no sign, no spaces).
+whole_number() {  # NAME VALUE MIN
+  [[ "$2" =~ ^[0-9]+$ ]] && [ "$((10#$2))" -ge "$3" ] && return 0
+  if [ "$3" -ge 1 ]; then die "$1 must be a positive whole number, not '$2'"; fi
+  die "$1 must be a whole number >= $3, not '$2'"
+}
+
 NGPU=${NGPU:-0}
 NNODES=${NNODES:-1}
 JOBS=${JOBS:-1}
 PYTHON=${PYTHON:-python}
+whole_number JOBS "$JOBS" 1
+whole_number NGPU "$NGPU" 0  # 0: CPU
+whole_number NNODES "$NNODES" 1
+JOBS=$((10#$JOBS)); NGPU=$((10#$NGPU)); NNODES=$((10#$NNODES))
+
+# One path as one word of a command string (the queue evals commands; spaces and quotes survive).
+q() { printf '%q' "$1"; }
+
+# An absolute path without . or .. parts (nothing on disk is read: the path may not exist yet).
+abs_path() {  # PATH BASE
+  local p=$1 part out=() parts=()
+  [[ "$p" == /* ]] || p=$2/$p
+  IFS=/ read -r -a parts <<< "$p"
+  for part in "${parts[@]}"; do
+    case $part in
+      ''|.) ;;
+      ..) [ "${#out[@]}" -eq 0 ] || out=("${out[@]:0:${#out[@]}-1}") ;;
+      *) out+=("$part") ;;
+    esac
+  done
+  local IFS=/
+  echo "/${out[*]}"
+}
+
+# Set VAR to an absolute path, so that the runs (started from the repository root) and the
+# completion markers (checked here) name the same files wherever the recipe was started: a value
+# the user gave is relative to the current folder, the default to the repository root.
+path_setting() {  # VAR DEFAULT
+  local v=${!1:-}
+  if [ -n "$v" ]; then v=$(abs_path "$v" "$PWD"); else v=$(abs_path "$2" "$ROOT"); fi
+  printf -v "$1" '%s' "$v"
+}
 
 QUEUE_STAGES=()
 QUEUE_MARKERS=()
@@ -200,23 +249,23 @@ oneshot_masks() {
         for seed in $SEEDS_RANDOM; do
           dir=$(random_mask_dir "$SET" "$sp" "$seed")
           add_run 1 "$dir/mask_provenance.json" "$dir.log" \
-            "$PYTHON oneshot.py --weight rand --model $1 --rate $rate --model_name_or_path $MODEL" \
-            "--output_dir $dir $(set_flags "$SET") --seed $((IMP_SEED + seed - 1)) --overwrite_output_dir"
+            "$PYTHON oneshot.py --weight rand --model $1 --rate $rate --model_name_or_path $(q "$MODEL")" \
+            "--output_dir $(q "$dir") $(set_flags "$SET") --seed $((IMP_SEED + seed - 1)) --overwrite_output_dir"
           n_oneshot=$((n_oneshot + 1))
         done ;;
       esac
       case " $METHODS " in *" omp "*)
         dir=$OUT/masks/omp_${SET}_$sp
         add_run 1 "$dir/mask_provenance.json" "$dir.log" \
-          "$PYTHON oneshot.py --weight pre --model $1 --rate $rate --model_name_or_path $MODEL" \
-          "--output_dir $dir $(set_flags "$SET") --seed $IMP_SEED --overwrite_output_dir"
+          "$PYTHON oneshot.py --weight pre --model $1 --rate $rate --model_name_or_path $(q "$MODEL")" \
+          "--output_dir $(q "$dir") $(set_flags "$SET") --seed $IMP_SEED --overwrite_output_dir"
         n_oneshot=$((n_oneshot + 1)) ;;
       esac
     done
   done
   case " $METHODS " in *" shuffled "*)
     add_run 1 "$OUT/masks/shuffle_weight_provenance.json" "$OUT/masks/shuffle.log" \
-      "$PYTHON pertub_weight.py --model_name_or_path $MODEL --output $OUT/masks/shuffle_weight.pt --seed $IMP_SEED" ;;
+      "$PYTHON pertub_weight.py --model_name_or_path $(q "$MODEL") --output $(q "$OUT/masks/shuffle_weight.pt") --seed $IMP_SEED" ;;
   esac
 }
 
@@ -229,11 +278,11 @@ random_mask_dir() { echo "$OUT/masks/random_$1_$2_s$3"; }
 #   method_flags METHOD SET SPARSITY TICKET_MASK SEED
 method_flags() {
   case $1 in
-    imp)      echo "--dir pre --mask_dir $4" ;;
-    reinit)   echo "--dir rand --mask_dir $4" ;;
-    random)   echo "--dir pre --mask_dir $(random_mask_dir "$2" "$3" "$5")/mask.pt" ;;
-    omp)      echo "--dir pre --mask_dir $OUT/masks/omp_$2_$3/mask.pt" ;;
-    shuffled) echo "--dir pre --weight_pertub $OUT/masks/shuffle_weight.pt --mask_dir $4" ;;
+    imp)      echo "--dir pre --mask_dir $(q "$4")" ;;
+    reinit)   echo "--dir rand --mask_dir $(q "$4")" ;;
+    random)   echo "--dir pre --mask_dir $(q "$(random_mask_dir "$2" "$3" "$5")/mask.pt")" ;;
+    omp)      echo "--dir pre --mask_dir $(q "$OUT/masks/omp_$2_$3/mask.pt")" ;;
+    shuffled) echo "--dir pre --weight_pertub $(q "$OUT/masks/shuffle_weight.pt") --mask_dir $(q "$4")" ;;
     *) echo "error: unknown method '$1' in METHODS (imp random omp reinit shuffled)" >&2; return 2 ;;
   esac
 }
@@ -282,13 +331,13 @@ tickets_plan() {
       done
     fi
     add_run "$A" "$dir/complete.json" "$dir.log" \
-      "$LAUNCH $imp_script $common --output_dir $dir $impf $(set_flags "$SET") --save_round_weights 0 --seed $IMP_SEED"
+      "$LAUNCH $imp_script $common --output_dir $(q "$dir") $impf $(set_flags "$SET") --save_round_weights 0 --seed $IMP_SEED"
     n_imp=$((n_imp + 1))
   done
   for seed in $SEEDS; do
     dir=$out/dense_s$seed
     add_run "$A" "$dir/complete.json" "$dir.log" \
-      "$LAUNCH $ft_script $common --output_dir $dir --dir pre $ftf --seed $seed"
+      "$LAUNCH $ft_script $common --output_dir $(q "$dir") --dir pre $ftf --seed $seed"
   done
   # seed-major: every cell's first seed, then every cell's second, ... so that a queue stopped
   # half-way leaves every cell covered at a lower n rather than some cells complete
@@ -311,7 +360,7 @@ tickets_plan() {
           seed=${list[$((rank - 1))]}
           dir=$out/${method}_${SET}_${sp}_s$seed
           add_run "$B" "$dir/complete.json" "$dir.log" \
-            "$LAUNCH $ft_script $common --output_dir $dir $(method_flags "$method" "$SET" "$sp" "${tickets[$SET.$sp]}" "$seed") $ftf --seed $seed"
+            "$LAUNCH $ft_script $common --output_dir $(q "$dir") $(method_flags "$method" "$SET" "$sp" "${tickets[$SET.$sp]}" "$seed") $ftf --seed $seed"
         done
       done
     done
@@ -322,8 +371,8 @@ tickets_plan() {
 # for the default OUT (runs/<family>_<profile>).
 recipe_settings() {
   PROFILE=${PROFILE:-small}
-  MODEL=${MODEL:-../shared/data/models/all-MiniLM-L6-v2}
-  OUT=${OUT:-runs/$1_$PROFILE}
+  path_setting MODEL ../shared/data/models/all-MiniLM-L6-v2
+  path_setting OUT "runs/$1_$PROFILE"
   IMP_SEED=${IMP_SEED:-57}
   EXTRA=${EXTRA:-}
   AMP=${AMP_GPU:-}  # fp32 as the paper; AMP_GPU=--fp16 or --bf16 for mixed precision
@@ -361,6 +410,20 @@ need_model() {
     echo "error: MODEL=$MODEL is not a folder; pass MODEL=<local BERT checkpoint> $1" >&2
     exit 2
   fi
+}
+
+# Refuse, before anything is planned, what the recipe cannot honour: a sparsity IMP never writes
+# (it prunes 100/imp_rounds = 10 % of the prunable set per event, so its masks are 10, 20, ...
+# 90 %: a 55 % ticket would never exist), an unknown set or method, an empty list.
+check_settings() {
+  local sp s m
+  [ -n "${SPARSITIES//[[:space:]]/}" ] || die "SPARSITIES is empty (percent, of 10 20 30 40 50 60 70 80 90)"
+  [ -n "${SETS//[[:space:]]/}" ] || die "SETS is empty (of paper no_pooler heads_ffn)"
+  for sp in $SPARSITIES; do
+    [[ "$sp" =~ ^[1-9]0$ ]] || die "SPARSITIES: '$sp' is not a sparsity IMP writes (percent, of 10 20 30 40 50 60 70 80 90: IMP prunes 10 % per event)"
+  done
+  for s in $SETS; do set_flags "$s" > /dev/null || exit 2; done
+  for m in $METHODS; do method_flags "$m" paper 10 none 1 > /dev/null || exit 2; done
 }
 
 # The largest of SPARSITIES.

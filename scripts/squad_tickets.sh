@@ -19,7 +19,7 @@ set -euo pipefail
 source "$(dirname "$0")/recipe_lib.sh"
 
 recipe_settings squad
-DATA=${DATA:-../shared/data/squad}
+path_setting DATA ../shared/data/squad
 case "$PROFILE" in
   paper)  # the paper's commands: batch 16, lr 3e-5, 384/128, IMP rounds of 22,000 steps, 4-epoch fine-tunes
     TRAIN_FILE=${TRAIN_FILE:-$DATA/train-v1.1.json}; PREDICT_FILE=${PREDICT_FILE:-$DATA/dev-v1.1.json}
@@ -33,16 +33,18 @@ case "$PROFILE" in
     FT="--max_steps 250"; SUBSET="--max_train_samples 2000 --max_eval_samples 300"; FT_LOG=0 ;;
   *) echo "error: PROFILE must be paper or small, not '$PROFILE'" >&2; exit 2 ;;
 esac
+check_settings
+path_setting TRAIN_FILE ""; path_setting PREDICT_FILE ""
 seed_settings "1 2 3"
 BATCH_PER_GPU=$(per_process "$BATCH")
 need_model "and DATA=<SQuAD folder>"
 LAUNCH=$(py)
 max_sparsity=$(top_sparsity)
 STOP=$([ "$PROFILE" = paper ] || echo "--max_steps $((S * max_sparsity / 10))")
-COMMON="--model_type bert --model_name_or_path $MODEL --do_train --do_eval --do_lower_case --train_file $TRAIN_FILE
- --predict_file $PREDICT_FILE --per_gpu_train_batch_size $BATCH_PER_GPU --per_gpu_eval_batch_size 64
- --learning_rate $LR --max_seq_length $SEQ --doc_stride $STRIDE $SUBSET $AMP --overwrite_output_dir $EXTRA"
-COMMON=$(echo $COMMON)
+COMMON="--model_type bert --model_name_or_path $(q "$MODEL") --do_train --do_eval --do_lower_case"
+COMMON+=" --train_file $(q "$TRAIN_FILE") --predict_file $(q "$PREDICT_FILE") --per_gpu_train_batch_size $BATCH_PER_GPU"
+COMMON+=" --per_gpu_eval_batch_size 64 --learning_rate $LR --max_seq_length $SEQ --doc_stride $STRIDE"
+COMMON+="${SUBSET:+ $SUBSET}${AMP:+ $AMP} --overwrite_output_dir${EXTRA:+ $EXTRA}"
 expect_squad() { echo "$1/checkpoint-$((S * $2 / 10))/mask.pt"; }
 
 n_imp=0; n_oneshot=0; A=1; B=2

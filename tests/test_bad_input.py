@@ -285,7 +285,261 @@ ROWS = [
      "already holds mask.pt; use --overwrite_output_dir"),
     ("output_locked", "--output_dir in use by another run (its lock is held)",
      lambda w: (glue_trans.main, glue_argv(w, out=locked(w))), "is in use by another run"),
+] + [
+    # as a new user would try them: masks and weight files of another model, or the wrong file
+    ("mask_other_model_size", "a mask made on a model of another size (hidden 48, not 32)",
+     lambda w: (glue_trans.main, glue_argv(w, "--mask_dir", str(other_model_mask(w, hidden=48, intermediate=96)))),
+     "query.weight_mask has shape (48, 48), the model's weight is (32, 32) (a mask for a model of another size?)"),
+    ("mask_deeper_model", "a mask made on a deeper model (3 layers, not 2)",
+     lambda w: (glue_trans.main, glue_argv(w, "--mask_dir", str(other_model_mask(w, num_layers=3)))),
+     "6 extra key(s), first bert.encoder.layer.2.attention.self.query.weight_mask"),
+    ("mask_dir_is_folder", "--mask_dir names a folder, not the mask file in it",
+     lambda w: (glue_trans.main, glue_argv(w, "--mask_dir", str(mask_folder(w)))), "omp not found"),
+    ("mask_gz_damaged", "a gzipped mask (mask.pt.gz) that is damaged",
+     lambda w: (glue_trans.main, glue_argv(w, "--mask_dir", str(text_file(w, "m.pt.gz", b"\x1f\x8b\x08\x00oops", "wb")))),
+     "m.pt.gz is not readable"),
+    ("mask_killed_write", "the mask.pt of a oneshot.py killed while writing it (it never reached its name)",
+     lambda w: (glue_trans.main, glue_argv(w, "--mask_dir", str(killed_oneshot(w) / "mask.pt"))),
+     "killed_omp/mask.pt not found"),
+    ("mask_killed_write_tmp", "the half-written temporary file a killed oneshot.py left, given as --mask_dir",
+     lambda w: (glue_trans.main, glue_argv(w, "--mask_dir", str(left_over(killed_oneshot(w), "mask.pt")))),
+     "is not readable (not a torch.save or safetensors file, or truncated or damaged"),
+    ("pertub_is_mask", "--weight_pertub given a mask file (the two flags swapped)",
+     lambda w: (glue_trans.main, glue_argv(w, "--weight_pertub", str(w["mask"]))),
+     "key bert.encoder.layer.0.attention.self.query.weight_mask is not in the model"),
+    ("pertub_other_model_size", "--weight_pertub written by pertub_weight.py on a model of another size",
+     lambda w: (glue_trans.main, glue_argv(w, "--weight_pertub", str(other_model_pertub(w)))),
+     "query.weight has shape (48, 48), the model's is (32, 32)"),
+    ("pertub_truncated", "the --weight_pertub file is truncated",
+     lambda w: (glue_trans.main, glue_argv(w, "--weight_pertub", str(truncated(w)))), "trunc.pt is not readable"),
+    # checkpoints
+    ("model_no_config", "a checkpoint folder without config.json",
+     lambda w: (glue_trans.main, glue_argv(w, "--model_name_or_path", str(model_copy(w, "noconfig", drop="config.json")))),
+     "noconfig: cannot load the model config"),
+    ("model_roberta", "a checkpoint whose config.json is a RoBERTa model's",
+     lambda w: (glue_trans.main, glue_argv(w, "--model_name_or_path", str(roberta_model(w)))),
+     "is a roberta model; only BERT is supported (--model_type bert)"),
+    ("model_no_weights", "a checkpoint folder without its weights file",
+     lambda w: (glue_trans.main, glue_argv(w, "--model_name_or_path", str(model_copy(w, "noweights", drop="model.safetensors")))),
+     "noweights: cannot load weights"),
+    ("oneshot_model_no_config", "oneshot.py on a checkpoint folder without config.json",
+     lambda w: (oneshot.main, ["--rate", "0.1", "--model_name_or_path", str(model_copy(w, "noconfig", drop="config.json")),
+                               "--output_dir", str(w["tmp"] / "o1")]), "noconfig: cannot load the model config"),
+    # GLUE folders and rows
+    ("dev_tsv_missing", "a GLUE task folder with train.tsv but no dev.tsv",
+     lambda w: (glue_trans.main, glue_argv(w, "--data_dir", str(glue_dir(w, dev=None)))),
+     "dev.tsv: file not found (task mrpc reads it from --data_dir)"),
+    ("dev_tsv_columns", "a dev.tsv with fewer columns than the task reads",
+     lambda w: (glue_trans.main, glue_argv(w, "--data_dir", str(glue_dir(w, dev="Quality\t#1 ID\t#2 ID\n1\t2\t3\n")))),
+     "dev.tsv line 2: expected at least 5 tab-separated columns, found 3"),
+    ("dev_tsv_empty", "an empty dev.tsv",
+     lambda w: (glue_trans.main, glue_argv(w, "--data_dir", str(glue_dir(w, dev="")))), "dev.tsv: no examples in file"),
+    ("train_tsv_header_only", "a train.tsv holding its header only",
+     lambda w: (glue_trans.main, glue_argv(w, "--data_dir", str(tsv_dir(w, "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n")))),
+     "train.tsv: no examples in file"),
+    ("mnli_no_dev_matched", "an MNLI folder without dev_matched.tsv",
+     lambda w: (glue_trans.main, glue_argv(w, "--task_name", "MNLI", "--data_dir", str(mnli_without_matched(w)))),
+     "dev_matched.tsv: file not found (task mnli reads it from --data_dir)"),
+    ("mrpc_label_unknown", "an MRPC label 2 (its labels are 0 and 1)",
+     lambda w: (glue_trans.main, glue_argv(w, "--data_dir", str(tsv_dir(w, "h\n2\t1\t2\tthe cat\tthe dog\n")))),
+     "train.tsv line 2: label '2' is not one of 0, 1"),
+    ("stsb_label_word", "an STS-B score that is a word",
+     lambda w: (glue_trans.main, glue_argv(w, *stsb(w, ["1", "high"], ["1", "2"]))), "line 3: label 'high' is not a number"),
+    ("data_dir_is_file", "--data_dir names the train.tsv file, not its folder",
+     lambda w: (glue_trans.main, glue_argv(w, "--data_dir", str(w["data"] / "train.tsv"))), "--data_dir folder not found"),
+    # SQuAD files and lengths
+    ("squad_data_empty", "a SQuAD file whose data list is empty",
+     lambda w: (squad_trans.main, squad_argv(w, squad_json(w, "e1.json", {"data": []}), good_squad(w)[1])),
+     "e1.json holds no usable SQuAD questions"),
+    ("squad_data_not_list", "a SQuAD file whose data is an object, not a list",
+     lambda w: (squad_trans.main, squad_argv(w, squad_json(w, "e2.json", {"data": {"a": 1}}), good_squad(w)[1])),
+     "e2.json is not SQuAD v1.1: 'data' is not a list"),
+    ("squad_answer_start_text", "a SQuAD answer_start that is a string",
+     lambda w: (squad_trans.main, squad_argv(w, squad_json(w, "a1.json", squad_data(start="zero")), good_squad(w)[1])),
+     "a1.json is not SQuAD v1.1: data[0].paragraphs[0].qas[0].answers[0]: 'answer_start' is not a int"),
+    ("squad_answer_start_float", "a SQuAD answer_start of 1.5",
+     lambda w: (squad_trans.main, squad_argv(w, squad_json(w, "a2.json", squad_data(start=1.5)), good_squad(w)[1])),
+     "'answer_start' is not a int"),
+    ("squad_answer_start_outside", "a SQuAD answer_start beyond its context (every question skipped)",
+     lambda w: (squad_trans.main, squad_argv(w, squad_json(w, "a3.json", squad_data(start=500)), good_squad(w)[1])),
+     "a3.json holds no usable SQuAD questions"),
+    ("squad_question_missing", "a SQuAD question without its text",
+     lambda w: (squad_trans.main, squad_argv(w, squad_json(w, "q1.json", squad_data(question=None)), good_squad(w)[1])),
+     "data[0].paragraphs[0].qas[0]: 'question' missing"),
+    ("squad_train_no_answers", "a SQuAD training question with no answers",
+     lambda w: (squad_trans.main, squad_argv(w, squad_json(w, "q2.json", squad_data(answers=[])), good_squad(w)[1])),
+     "q2.json is not SQuAD v1.1: question q1 has no answers"),
+    ("squad_utf16", "a SQuAD file saved as UTF-16",
+     lambda w: (squad_trans.main, squad_argv(w, text_file(w, "u16.json", json.dumps(squad_data()).encode("utf-16"), "wb"),
+                                             good_squad(w)[1])), "u16.json is not UTF-8 text"),
+    ("squad_predict_missing", "--predict_file names no file",
+     lambda w: (squad_trans.main, squad_argv(w, good_squad(w)[0], w["tmp"] / "nope.json")), "nope.json does not exist"),
+    ("squad_seq_below_query", "--max_seq_length 12 below a 16-token question (--max_query_length)",
+     lambda w: (squad_trans.main, [*squad_argv(w, *good_squad(w)), "--max_seq_length", "12"]),
+     "--max_seq_length 12 leaves no room for the context after a 16-token question (--max_query_length)"),
+    ("squad_stride_zero", "--doc_stride 0",
+     lambda w: (squad_trans.main, [*squad_argv(w, *good_squad(w)), "--doc_stride", "0"]), "--doc_stride must be at least 1, got 0"),
+    ("squad_query_zero", "--max_query_length 0",
+     lambda w: (squad_trans.main, [*squad_argv(w, *good_squad(w)), "--max_query_length", "0"]),
+     "--max_query_length must be at least 1, got 0"),
+    # MLM texts and blocks
+    ("mlm_block_too_small", "--block_size 2 (no room for a token beside [CLS] and [SEP])",
+     lambda w: (pretrain_trans.main, mlm_argv(w, text_file(w, "ok.txt", LONG_TEXT), "--block_size", "2")),
+     "--block_size 2 is too small: [CLS] and [SEP] need 2 of at least 3 positions"),
+    ("mlm_block_above_model", "--block_size 4096, above the model's positions",
+     lambda w: (pretrain_trans.main, mlm_argv(w, text_file(w, "ok.txt", LONG_TEXT), "--block_size", "4096")),
+     "--block_size 4096 is above the model's maximum of 128"),
+    ("mlm_train_is_folder", "--train_data_file names a folder",
+     lambda w: (pretrain_trans.main, mlm_argv(w, empty_dir(w))), "emptydir: text file not found"),
+    ("mlm_eval_missing", "--eval_data_file names no file",
+     lambda w: (pretrain_trans.main, mlm_argv(w, text_file(w, "ok.txt", LONG_TEXT), "--eval_data_file", str(w["tmp"] / "none.txt"))),
+     "none.txt: text file not found"),
+    ("mlm_without_mlm_flag", "pretrain_trans.py without --mlm",
+     lambda w: (pretrain_trans.main, [a for a in mlm_argv(w, text_file(w, "ok.txt", LONG_TEXT)) if a != "--mlm"]),
+     "BERT is a masked language model: pass --mlm"),
+    # report.py, shrink.py, oneshot.py
+    ("report_on_file", "report.py given a file instead of a folder of runs",
+     lambda w: (report.main, [str(w["out"] / "args.json"), "--out", str(w["tmp"] / "rep")]), "args.json: not a folder of runs"),
+    ("report_missing", "report.py on a folder that does not exist",
+     lambda w: (report.main, [str(w["tmp"] / "nope"), "--out", str(w["tmp"] / "rep")]), "nope: not a folder of runs"),
+    ("report_slim_masks_word", "report.py --slim_masks fifty (not a number)",
+     lambda w: (report.main, [str(w["out"]), "--slim_copy", str(w["tmp"] / "slim"), "--slim_masks", "fifty"]),
+     "argument --slim_masks: give sparsities in percent, e.g. 50,60,70, not 'fifty'"),
+    ("report_slim_masks_alone", "report.py --slim_masks without --slim_copy",
+     lambda w: (report.main, [str(w["out"]), "--slim_masks", "50"]), "argument --slim_masks: only with --slim_copy DIR"),
+    ("report_bench_missing", "report.py --bench names no file",
+     lambda w: (report.main, [str(run_folder(w, "results.json", "{}")), "--out", str(w["tmp"] / "rep"), "--bench",
+                              str(w["tmp"] / "none.json")]),
+     "none.json: cannot read it"),
+    ("report_bench_not_json", "report.py --bench file that is not JSON",
+     lambda w: (report.main, [str(run_folder(w, "results.json", "{}")), "--out", str(w["tmp"] / "rep"), "--bench",
+                              str(text_file(w, "b.json", "{oops"))]),
+     "b.json: not benchmark records"),
+    ("shrink_mask_missing", "shrink.py --mask_dir names no file",
+     lambda w: (shrink.main, shrink_argv(w, w["tmp"] / "none.pt")), "none.pt not found"),
+    ("oneshot_rate_negative", "oneshot.py --rate -0.1",
+     lambda w: (oneshot.main, ["--rate", "-0.1", "--model_name_or_path", str(w["model"]), "--output_dir", str(w["out"])]),
+     "--rate must lie in [0, 1], got -0.1"),
+    ("oneshot_rate_nan", "oneshot.py --rate nan",
+     lambda w: (oneshot.main, ["--rate", "nan", "--model_name_or_path", str(w["model"]), "--output_dir", str(w["out"])]),
+     "--rate must lie in [0, 1], got nan"),
+    ("resume_no_run", "--resume into a folder that holds no run",
+     lambda w: (glue_trans.main, glue_argv(w, "--resume", out=empty_dir(w))), "has no args.json: there is no run to resume there"),
+    # flags out of range (parse time)
+    ("num_workers_negative", "--num_workers -1",
+     lambda w: (glue_trans.main, glue_argv(w, "--num_workers", "-1")), "argument --num_workers: must be >= 0, got -1"),
+    ("logging_steps_negative", "--logging_steps -1",
+     lambda w: (glue_trans.main, glue_argv(w, "--logging_steps", "-1")), "argument --logging_steps: must be >= 0 (0: never), got -1"),
+    ("save_steps_negative", "--save_steps -3",
+     lambda w: (glue_trans.main, glue_argv(w, "--save_steps", "-3")), "argument --save_steps: must be >= 0 (0: never), got -3"),
+    ("warmup_negative", "--warmup_steps -1",
+     lambda w: (glue_trans.main, glue_argv(w, "--warmup_steps", "-1")), "argument --warmup_steps: must be >= 0, got -1"),
+    ("max_train_zero", "--max_train_samples 0",
+     lambda w: (glue_trans.main, glue_argv(w, "--max_train_samples", "0")), "argument --max_train_samples: must be at least 1, got 0"),
+    ("max_eval_zero", "--max_eval_samples 0",
+     lambda w: (glue_trans.main, glue_argv(w, "--max_eval_samples", "0")), "argument --max_eval_samples: must be at least 1, got 0"),
+    ("eval_batch_zero", "--per_gpu_eval_batch_size 0",
+     lambda w: (glue_trans.main, glue_argv(w, "--per_gpu_eval_batch_size", "0")),
+     "argument --per_gpu_eval_batch_size: must be at least 1, got 0"),
+    ("lr_nan", "--learning_rate nan",
+     lambda w: (glue_trans.main, glue_argv(w, "--learning_rate", "nan")), "argument --learning_rate: must be a finite number >= 0, got nan"),
+    ("epochs_inf", "--num_train_epochs inf",
+     lambda w: (glue_trans.main, glue_argv(w, "--num_train_epochs", "inf")), "argument --num_train_epochs: must be a finite number > 0, got inf"),
+    ("seq_two", "--max_seq_length 2",
+     lambda w: (glue_trans.main, glue_argv(w, "--max_seq_length", "2")), "argument --max_seq_length: must be at least 3"),
+    ("subset_seed_alone", "--train_subset_seed without --max_train_samples",
+     lambda w: (glue_trans.main, glue_argv(w, "--train_subset_seed", "3")),
+     "argument --train_subset_seed: needs --max_train_samples (the size of the subset)"),
 ]
+
+LONG_TEXT = "the cat sat on the mat . " * 200 + "\n"
+
+
+def other_model_mask(w, **cfg):
+    """The full mask of a tiny model of another shape (``cfg``: its config)."""
+    from conftest import save_pretrained_bert
+
+    other = save_pretrained_bert(w["tmp"] / "other_model", **cfg)
+    return mask_file(w, "other_mask.pt", P.current_masks(load_model("glue", str(other))))
+
+
+def other_model_pertub(w):
+    """pertub_weight.py's layer-shuffled weights of a wider tiny model."""
+    from conftest import save_pretrained_bert
+
+    other = save_pretrained_bert(w["tmp"] / "wide_model", hidden=48, intermediate=96)
+    out = w["tmp"] / "wide_shuffle.pt"
+    pertub_weight.main(["--model_name_or_path", str(other), "--output", str(out)])
+    return out
+
+
+def killed_oneshot(w):
+    """The folder of a oneshot.py killed half-way through writing its mask.pt."""
+    import subprocess
+    import sys
+
+    out = w["tmp"] / "killed_omp"
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "BERT_TICKETS_KILL_IN_WRITE": "mask.pt", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(root / "oneshot.py"), "--rate", "0.3", "--model_name_or_path",
+                           str(w["model"]), "--output_dir", str(out)], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    return out
+
+
+def left_over(folder, name):
+    """The temporary file a writer of ``name`` killed mid-write left in ``folder``."""
+    found = [p for p in folder.iterdir() if p.name.startswith(f".{name}.") and p.name.endswith(".tmp")]
+    assert len(found) == 1, sorted(p.name for p in folder.iterdir())
+    return found[0]
+
+
+def model_copy(w, name, drop=None):
+    """A copy of the tiny checkpoint, without the file ``drop``."""
+    d = w["tmp"] / name
+    if not d.exists():
+        shutil.copytree(w["model"], d)
+    if drop:
+        (d / drop).unlink(missing_ok=True)
+    return d
+
+
+def roberta_model(w):
+    d = model_copy(w, "roberta_model")
+    config = json.loads((d / "config.json").read_text())
+    config.update(model_type="roberta", architectures=["RobertaModel"])
+    (d / "config.json").write_text(json.dumps(config))
+    return d
+
+
+def glue_dir(w, dev):
+    """An MRPC folder with the good train.tsv and this dev.tsv text (None: no dev.tsv)."""
+    d = w["tmp"] / "glue_dev"
+    d.mkdir(exist_ok=True)
+    shutil.copy(w["data"] / "train.tsv", d / "train.tsv")
+    if dev is not None:
+        (d / "dev.tsv").write_text(dev)
+    return d
+
+
+def mnli_without_matched(w):
+    from test_glue_scripts import write_mnli
+
+    d = write_mnli(w["tmp"] / "MNLI")
+    (d / "dev_matched.tsv").unlink()
+    return d
+
+
+def squad_data(start=0, question="where is the cat ?", answers=None):
+    qa = {"id": "q1", "answers": [{"text": "the cat", "answer_start": start}] if answers is None else answers}
+    if question is not None:
+        qa["question"] = question
+    return {"data": [{"title": "t", "paragraphs": [{"context": "the cat sat on the mat", "qas": [qa]}]}]}
+
+
+def squad_json(w, name, obj):
+    return text_file(w, name, json.dumps(obj))
 
 
 def no_train(argv):
@@ -413,7 +667,8 @@ def truncated(w):
 
 
 def test_table_has_at_least_25_rows():
-    assert len(ROWS) >= 25 and len({r[0] for r in ROWS}) == len(ROWS)
+    ids = [r[0] for r in ROWS + PERMISSION_ROWS]
+    assert len(ROWS) >= 25 and len(set(ids)) == len(ids)
 
 
 def fingerprint(w):
@@ -421,7 +676,16 @@ def fingerprint(w):
     folder but the data cache, and the checkpoint)."""
     files = [p for p in w["tmp"].rglob("*") if p.is_file() and "cache" not in p.relative_to(w["tmp"]).parts]
     files += [p for p in Path(w["model"]).rglob("*") if p.is_file()]
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    return {str(p): _digest(p) for p in files}
+
+
+def _digest(path):
+    """sha256 of a file's bytes; a file this process may not read (chmod 000, not root): its size and mtime."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except PermissionError:
+        st = path.stat()
+        return f"unreadable {st.st_size} {st.st_mtime_ns}"
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r[0] for r in ROWS])
@@ -447,5 +711,103 @@ def test_bad_input_one_line_exit_2_nothing_damaged(row, world, capsys):
 def test_readme_lists_every_row():
     root = Path(__file__).resolve().parents[1]
     text = (root / "docs" / "errors.md").read_text()
-    missing = [r[0] for r in ROWS if f"`{r[0]}`" not in text]
+    missing = [r[0] for r in ROWS + PERMISSION_ROWS if f"`{r[0]}`" not in text]
     assert not missing, missing
+
+
+# --- inputs that only a user without root's override meets: chmod'ed files and folders ----------
+
+def _no_override():
+    """The command prefix under which chmod binds: none for a user, setpriv (root without
+    CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH) for root; skip where root cannot drop them."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        return []
+    prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+    if shutil.which("setpriv") is None or subprocess.run([*prefix, "true"], capture_output=True).returncode != 0:
+        pytest.skip("running as root, where chmod blocks no read or write, and setpriv cannot drop root's "
+                    "override here")
+    return prefix
+
+
+def read_only(path, mode=0o555):
+    path.chmod(mode)
+    return path
+
+
+# (id, wording, how to run it -> (script, argv), expected text in the one error line); the files
+# they chmod get their permissions back afterwards
+PERMISSION_ROWS = [
+    ("output_read_only", "--output_dir a read-only folder (chmod 555) holding an earlier run",
+     lambda w: ("glue_trans.py", glue_argv(w, out=read_only(w["out"]))), "cannot be written (Permission denied in "),
+    ("oneshot_output_read_only", "oneshot.py --output_dir a read-only folder (chmod 555)",
+     lambda w: ("oneshot.py", ["--model_name_or_path", str(w["model"]), "--output_dir", str(read_only(w["out"])),
+                               "--overwrite_output_dir"]), "cannot be written (Permission denied in "),
+    ("report_out_read_only", "report.py --out a read-only folder (chmod 555)",
+     lambda w: ("report.py", [str(w["out"]), "--out", str(read_only(empty_dir(w)))]), "--out "),
+    ("mask_unreadable", "a mask file without read permission (chmod 000)",
+     lambda w: ("glue_trans.py", glue_argv(w, "--mask_dir", str(read_only(w["mask"], 0o000)))),
+     "mask.pt is not readable (not a torch.save or safetensors file, or truncated or damaged: [Errno 13] Permission denied"),
+    ("config_unreadable", "a checkpoint whose config.json cannot be read (chmod 000)",
+     lambda w: ("glue_trans.py", glue_argv(w, "--model_name_or_path", str(unreadable_config(w)))),
+     "cannot load the model config: [Errno 13] Permission denied"),
+]
+
+
+def unreadable_config(w):
+    d = model_copy(w, "locked_model")
+    read_only(d / "config.json", 0o000)
+    return d
+
+
+def _restore_permissions(w):
+    for p in [w["tmp"], *w["tmp"].rglob("*")]:
+        if not p.is_symlink():
+            p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+@pytest.mark.parametrize("row", PERMISSION_ROWS, ids=[r[0] for r in PERMISSION_ROWS])
+def test_permission_denied_one_line_exit_2_nothing_damaged(row, world):
+    """As the table's rows, in a process for which the permissions bind."""
+    import subprocess
+    import sys
+
+    prefix = _no_override()
+    root = Path(__file__).resolve().parents[1]
+    _, _, make, expected = row
+    try:
+        script, argv = make(world)
+        before = fingerprint(world)
+        proc = subprocess.run([*prefix, sys.executable, str(root / script), *argv], cwd=root,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+        err = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert err and err[-1].startswith("error: ") and expected in err[-1], err
+        assert "Traceback" not in proc.stderr
+        after = fingerprint(world)
+    finally:
+        _restore_permissions(world)
+    assert sorted(p.name for p in world["out"].iterdir()) == sorted(world["earlier"])
+    assert after == before
+
+
+def test_unicode_and_space_paths_run(world, capsys):
+    """Not a refusal: a model, data, mask and output folder whose names hold spaces and non-ASCII
+    letters, and a --task_name with spaces around it, make a finished run."""
+    base = world["tmp"] / "dossier ü ñ 数据"
+    model = base / "mödel x"
+    shutil.copytree(world["model"], model)
+    data = base / "MRPC données"
+    shutil.copytree(world["data"], data)
+    mask = base / "mäsk 1.pt"
+    shutil.copy(world["mask"], mask)
+    out = base / "sortie ø"
+    argv = ["--task_name", " MRPC  ", "--data_dir", str(data), "--model_name_or_path", str(model), "--output_dir",
+            str(out), "--cache_dir", str(base / "cache é"), "--do_train", "--max_steps", "2", "--logging_steps", "0",
+            "--save_steps", "0", "--mask_dir", str(mask)]
+    run_cli(glue_trans.main, argv)
+    done = json.loads((out / "complete.json").read_text())
+    assert done["global_step"] == 2
+    recorded = json.loads((out / "args.json").read_text())
+    assert recorded["provenance"]["mask"]["path"] == str(mask) and str(data / "train.tsv") in recorded["provenance"]["data"]

@@ -2,8 +2,10 @@
 runs what is missing, stage by stage, and says run i/N."""
 import json
 import os
-import time
+import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -323,3 +325,121 @@ def test_gpu_check_refuses_without_cuda(tmp_path):
     assert res.stderr.strip().splitlines() == [
         "error: gpu_check.sh needs a CUDA device (torch.cuda.is_available() is False)"]
     assert res.stdout == "" and not (tmp_path / "g").exists()
+
+
+# --- settings a recipe cannot honour: one line, exit code 2, nothing run ------------------------
+
+def glue_env(root, **extra):
+    return {"PROFILE": "small", "TASKS": "MRPC", "DATA": str(root / "glue"), "MODEL": str(root / "model"),
+            "OUT": str(root / "runs"), **ONE_SEED, **extra}
+
+
+REFUSED_SETTINGS = [
+    ("glue_tickets.sh", {"SPARSITIES": "50 55"},
+     "error: SPARSITIES: '55' is not a sparsity IMP writes (percent, of 10 20 30 40 50 60 70 80 90: IMP prunes 10 % per event)"),
+    ("glue_tickets.sh", {"SPARSITIES": "100"}, "error: SPARSITIES: '100' is not a sparsity IMP writes"),
+    ("glue_tickets.sh", {"SPARSITIES": "5O"}, "error: SPARSITIES: '5O' is not a sparsity IMP writes"),
+    ("glue_tickets.sh", {"SETS": "no_pooler rows"}, "error: unknown set 'rows' in SETS (paper no_pooler heads_ffn)"),
+    ("glue_tickets.sh", {"METHODS": "imp lottery"},
+     "error: unknown method 'lottery' in METHODS (imp random omp reinit shuffled)"),
+    ("glue_tickets.sh", {"JOBS": "two"}, "error: JOBS must be a positive whole number, not 'two'"),
+    ("glue_tickets.sh", {"JOBS": "0"}, "error: JOBS must be a positive whole number, not '0'"),
+    ("glue_tickets.sh", {"NGPU": "-1"}, "error: NGPU must be a whole number >= 0, not '-1'"),
+    ("glue_tickets.sh", {"NGPU": "1.5"}, "error: NGPU must be a whole number >= 0, not '1.5'"),
+    ("glue_tickets.sh", {"NNODES": "0"}, "error: NNODES must be a positive whole number, not '0'"),
+    ("glue_tickets.sh", {"ROUND_EPOCHS": "x"}, "error: ROUND_EPOCHS must be a positive whole number, not 'x'"),
+    ("glue_tickets.sh", {"SCHEDULE": "cosine"}, "error: SCHEDULE must be per_round or whole_run, not 'cosine'"),
+    ("transfer.sh", {"EXTRA_SOURCES": "runs/mlm_small/mlm/imp_no_pooler"},
+     "error: EXTRA_SOURCES: 'runs/mlm_small/mlm/imp_no_pooler' is not a name=DIR pair"),
+    ("transfer.sh", {"EXTRA_SOURCES": "mlm="}, "error: EXTRA_SOURCES: 'mlm=' is not a name=DIR pair"),
+    ("transfer.sh", {"EXTRA_SOURCES": "mrpc=/elsewhere"},
+     "error: EXTRA_SOURCES: the name 'mrpc' is already a source (a task of SOURCES, or omp); give another name"),
+    ("transfer.sh", {"TRANSFER_SPARSITY": "75"}, "error: TRANSFER_SPARSITY: '75' is not a sparsity IMP writes"),
+    ("transfer.sh", {"SET": "rows"}, "error: SET: unknown set 'rows' (paper no_pooler heads_ffn)"),
+    ("transfer.sh", {"WITH_OMP": "yes"}, "error: WITH_OMP must be 0 or 1, not 'yes'"),
+    ("squad_tickets.sh", {"SPARSITIES": "65"}, "error: SPARSITIES: '65' is not a sparsity IMP writes"),
+    ("squad_tickets.sh", {"METHODS": "imp omp magic"}, "error: unknown method 'magic' in METHODS"),
+    ("mlm_tickets.sh", {"SETS": "all"}, "error: unknown set 'all' in SETS"),
+    ("mlm_tickets.sh", {"NGPU": "3"}, "error: batch 8 does not split over 3 processes"),
+]
+
+
+@pytest.mark.parametrize("name,env,message", REFUSED_SETTINGS, ids=[
+    f"{n[:-3]}:{','.join(f'{k}={v}' for k, v in e.items())}" for n, e, _ in REFUSED_SETTINGS])
+def test_settings_refused_before_anything_runs(name, env, message, glue_root):
+    """Refused at planning time, without --dry-run too: one line, exit code 2, no run started
+    (OUT is never made)."""
+    for dry in (["--dry-run"], []):
+        res = recipe(name, glue_env(glue_root, **env), *dry)
+        assert res.returncode == 2, (res.stdout, res.stderr)
+        assert len(res.stderr.strip().splitlines()) == 1 and res.stderr.startswith(message), res.stderr
+        assert not lines_of(res.stdout)
+        assert not (glue_root / "runs").exists()
+
+
+FAKE_PYTHON = r'''#!/usr/bin/env python3
+"""A stand-in for python: the training scripts record their argv and write their completion marker;
+anything else (the recipes' helpers) runs in the real python."""
+import json, os, sys
+from pathlib import Path
+script = sys.argv[1] if len(sys.argv) > 1 else ""
+if script not in ("LT_glue.py", "glue_trans.py", "oneshot.py", "pertub_weight.py"):
+    os.execv(os.environ["REAL_PYTHON"], [os.environ["REAL_PYTHON"], *sys.argv[1:]])
+argv = sys.argv[1:]
+with open(os.environ["ARGV_LOG"], "a") as f:
+    f.write(json.dumps({"cwd": os.getcwd(), "argv": argv}) + "\n")
+out = Path(argv[argv.index("--output_dir") + 1])
+out.mkdir(parents=True, exist_ok=True)
+(out / ("mask_provenance.json" if script == "oneshot.py" else "complete.json")).write_text("{}")
+'''
+
+
+def test_spaces_in_data_and_out_run_and_relative_paths_mean_the_current_folder(glue_root, tmp_path):
+    """DATA, OUT and MODEL with spaces, given relative to the folder the recipe is started in (not
+    the repository root): every run gets each path as one argument, absolute, and writes where
+    the queue looks for its marker; a second start from elsewhere finds every run finished."""
+    here = tmp_path / "start here"
+    (here / "my glue").mkdir(parents=True)
+    shutil.copytree(glue_root / "glue" / "MRPC", here / "my glue" / "MRPC")
+    shutil.copytree(glue_root / "model", here / "my model")
+    fake = tmp_path / "fakepy"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    log = tmp_path / "argv.jsonl"
+    env = {**os.environ, "PYTHON": str(fake), "REAL_PYTHON": sys.executable, "ARGV_LOG": str(log),
+           "PROFILE": "quick", "TASKS": "MRPC", "DATA": "my glue", "MODEL": "./my model", "OUT": "my runs",
+           "SPARSITIES": "50", "METHODS": "imp random", "SEEDS": "1", "SEEDS_RANDOM": "1", "SEEDS_IMP": "1",
+           "JOBS": "2"}
+    res = subprocess.run(["bash", str(ROOT / "scripts" / "glue_tickets.sh")], cwd=here, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "5 runs, 5 to do (0 finished)" in res.stdout and "all runs finished" in res.stdout
+    runs = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(runs) == 5 and all(r["cwd"] == str(ROOT) for r in runs)
+    out, data, model = here / "my runs", here / "my glue", here / "my model"
+    for r in runs:
+        a = r["argv"]
+        assert a[a.index("--model_name_or_path") + 1] == str(model)
+        assert Path(a[a.index("--output_dir") + 1]).parent in (out / "mrpc", out / "masks")
+        if a[0] != "oneshot.py":
+            assert a[a.index("--data_dir") + 1] == str(data / "MRPC")
+    ticket = next(r["argv"] for r in runs if str(out / "mrpc" / "imp_no_pooler_50_s1") in r["argv"])
+    assert ticket[ticket.index("--mask_dir") + 1] == str(out / "mrpc" / "imp_no_pooler" / "checkpoint-20" / "mask.pt")
+    random = next(r["argv"] for r in runs if str(out / "mrpc" / "random_no_pooler_50_s1") in r["argv"])
+    assert random[random.index("--mask_dir") + 1] == str(out / "masks" / "random_no_pooler_50_s1" / "mask.pt")
+    assert sorted(p.parent.name for p in out.rglob("complete.json")) == [
+        "dense_s1", "imp_no_pooler", "imp_no_pooler_50_s1", "random_no_pooler_50_s1"]
+    # the same recipe started from another folder, with the same folders given absolute: all done
+    again = subprocess.run(["bash", str(ROOT / "scripts" / "glue_tickets.sh"), "--dry-run"], cwd=tmp_path,
+                           env={**env, "DATA": str(data), "MODEL": str(model), "OUT": str(out)},
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "5 runs, 0 to do (5 finished)" in again.stdout, again.stdout + again.stderr
+    # a dry run prints commands that run as printed (copy-pasteable: each path one word)
+    (out / "mrpc" / "dense_s1" / "complete.json").unlink()
+    dry = subprocess.run(["bash", str(ROOT / "scripts" / "glue_tickets.sh"), "--dry-run"], cwd=here, env=env,
+                         capture_output=True, text=True, timeout=120)
+    line = next(r for r in lines_of(dry.stdout) if "dense_s1" in r and "finished" not in r)
+    words = subprocess.run(["bash", "-c", 'eval "printf \'%s\\n\' $0"', line.split(": ", 1)[1]],
+                           capture_output=True, text=True, timeout=60).stdout.splitlines()
+    assert words[words.index("--data_dir") + 1] == str(data / "MRPC")
+    assert words[words.index("--output_dir") + 1] == str(out / "mrpc" / "dense_s1")

@@ -150,3 +150,74 @@ def test_overwrite_clears_an_older_runs_checkpoints(imp_setup, tmp_path):
     run("LT_glue.py", glue_argv(model, data, out, *shorter))
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-4", "checkpoint-8"]
     shutil.rmtree(out)
+
+
+def sha_tree(folder):
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_resume_refuses_replaced_weights_or_data(tiny_bert_dir, tmp_path):
+    """A killed IMP run whose checkpoint weights file or training data was replaced in place
+    before --resume: refused in one line naming the file (IMP's rewind target would come from the
+    new weights, the rest of the run from other rows), the run's folder byte for byte as it was;
+    with the files put back it resumes."""
+    from conftest import save_pretrained_bert
+    from utils.provenance import sha256_file
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_bert_dir, model)
+    data = write_mrpc(tmp_path / "MRPC", n_train=40)
+    extra = ["--save_steps", "4", "--logging_steps", "2", "--max_steps", "12", "--num_train_epochs", "10"]
+    out = tmp_path / "killed"
+    run("LT_glue.py", glue_argv(model, data, out, *extra), {"BERT_TICKETS_KILL_AT_STEP": "6"}, expect_kill=True)
+    recorded = json.loads((out / "args.json").read_text())["provenance"]
+    weights, train = model / "model.safetensors", data / "train.tsv"
+    assert recorded["checkpoint"]["weights_sha256"] == sha256_file(weights)
+    assert recorded["data"] == {str(train): sha256_file(train), str(data / "dev.tsv"): sha256_file(data / "dev.tsv")}
+    before = sha_tree(out)
+    fix = "resume only with the files the run started from, or start it again without --resume"
+
+    original = weights.read_bytes()
+    other = save_pretrained_bert(tmp_path / "other", seed=11)  # same shapes, other weights
+    shutil.copy(other / "model.safetensors", weights)
+    err = run_err("LT_glue.py", glue_argv(model, data, out, *extra, "--resume"))
+    assert err == (f"error: --resume: the checkpoint's weights file {weights} changed since the run started (sha256 "
+                   f"{recorded['checkpoint']['weights_sha256'][:12]} then, {sha256_file(weights)[:12]} now); {fix}")
+    assert sha_tree(out) == before
+    weights.write_bytes(original)
+
+    rows = train.read_text()
+    write_mrpc(tmp_path / "MRPC2", n_train=40, seed=5)
+    shutil.copy(tmp_path / "MRPC2" / "train.tsv", train)
+    err = run_err("LT_glue.py", glue_argv(model, data, out, *extra, "--resume"))
+    assert err == (f"error: --resume: the data file {train} changed since the run started (sha256 "
+                   f"{recorded['data'][str(train)][:12]} then, {sha256_file(train)[:12]} now); {fix}")
+    assert sha_tree(out) == before
+    train.write_text(rows)
+
+    proc = run("LT_glue.py", glue_argv(model, data, out, *extra, "--resume"))
+    assert "resumed at update 4" in proc.stdout and (out / "complete.json").is_file()
+
+
+def test_fixed_mask_resume_refuses_replaced_dev_file(tiny_bert_dir, tmp_path):
+    """The same for a fixed-mask fine-tune: its dev file replaced between the kill and --resume."""
+    from utils.provenance import sha256_file
+
+    data = write_mrpc(tmp_path / "MRPC", n_train=40)
+    extra = ["--num_train_epochs", "3", "--logging_steps", "3", "--save_steps", "0", "--checkpoint_steps", "2"]
+    out = tmp_path / "killed"
+    run("glue_trans.py", glue_argv(tiny_bert_dir, data, out, *extra), {"BERT_TICKETS_KILL_AT_STEP": "3"},
+        expect_kill=True)
+    dev = data / "dev.tsv"
+    then = sha256_file(dev)
+    before = sha_tree(out)
+    flipped = dev.read_text().replace("\n1\t", "\nX\t").replace("\n0\t", "\n1\t").replace("\nX\t", "\n0\t")
+    dev.write_text(flipped)  # every gold label flipped, same rows
+    err = run_err("glue_trans.py", glue_argv(tiny_bert_dir, data, out, *extra, "--resume"))
+    assert err == (f"error: --resume: the data file {dev} changed since the run started (sha256 {then[:12]} then, "
+                   f"{sha256_file(dev)[:12]} now); resume only with the files the run started from, or start it "
+                   "again without --resume")
+    assert sha_tree(out) == before

@@ -145,24 +145,29 @@ class FinishedRun:
         print(f"--resume: the run in {args.output_dir} is finished (complete.json); nothing to do")
 
 
-def begin(args):
+def begin(args, model=None):
     """``--resume`` checks (before anything is written), then :func:`open_run`. Returns a
-    :class:`FinishedRun` when the run had already ended, else None."""
-    from utils.resume import check_resumable
+    :class:`FinishedRun` when the run had already ended, else None. What the run reads (the
+    checkpoint's weights, the data files, by sha256) goes into ``args.provenance`` (args.json);
+    a resumed run must find the very files it started from (:func:`utils.resume.check_same_inputs`)."""
+    from utils.provenance import run_inputs
+    from utils.resume import check_resumable, check_same_inputs
 
-    if getattr(args, "resume", False):
-        if check_resumable(args) == "finished":
-            return FinishedRun(args)
+    resume = getattr(args, "resume", False)
+    if resume and check_resumable(args) == "finished":
+        return FinishedRun(args)
+    args.provenance = run_inputs(args, unwrap(model).config if model is not None else None)
+    if resume:
+        check_same_inputs(args)
     open_run(args)
     return None
 
 
 def restore(args, trainer):
-    """With ``--resume``: load the latest state into ``trainer`` (inputs must be unchanged)."""
+    """With ``--resume``: load the latest state into ``trainer`` (its inputs were compared by :func:`begin`)."""
     if getattr(args, "resume", False):
-        from utils.resume import check_same_inputs, load_state
+        from utils.resume import load_state
 
-        check_same_inputs(args)
         trainer.resume_from(load_state(args))
         return True
     return False
@@ -172,7 +177,7 @@ def run_imp(args, model, train_dataset, collate_fn, evaluate_fn, script, prune_f
             results_extra=None):
     """Run IMP end to end; returns the :class:`Trainer` (its ``results`` hold everything)."""
     structure_plan(args, model, check_imp_plan(args, len(train_dataset), prune_first))
-    finished = begin(args)
+    finished = begin(args, model)
     if finished is not None:
         return finished
     runner = IMPRunner(args, model)
@@ -237,7 +242,7 @@ def run_transfer(args, model, initial_sparsity, train_dataset, collate_fn, evalu
     on_save = save_checkpoint if args.save_steps > 0 else None
     if args.do_train:
         check_plan(args, len(train_dataset))
-    finished = begin(args)
+    finished = begin(args, model)
     if finished is not None:
         return finished
     kind = "finetune" if args.do_train else "eval_only"  # an evaluation alone is never pooled with trained runs

@@ -10,7 +10,9 @@ the same kind of record for its output (kind ``shuffle``, with the permutation a
 Records are also kept in a small content-addressed index, ``<cache>/records/<sha256>.json``,
 so a mask copied by hand without its sidecar (the ``tmp/dif_mask/`` workflow of docs/commands.md) is
 still recognised by its bytes. A run that loads a mask or a weight file copies the record and
-the file's sha256 into its ``args.json`` (:func:`describe_input`).
+the file's sha256 into its ``args.json`` (:func:`describe_input`), beside the checkpoint's
+identity and the sha256 of every data file it reads (:func:`run_inputs`), which ``--resume``
+compares with the files it finds then.
 
 Example::
 
@@ -88,6 +90,46 @@ def checkpoint_identity(name_or_path, config, init="pre"):
                 ident["weights_sha256"] = sha256_file(f)
                 break
     return ident
+
+
+def data_files(args):
+    """The data files a run reads, from its flags, in reading order (those that exist): GLUE's
+    ``train.tsv`` (with ``--do_train``) and dev file(s) in ``--data_dir``; SQuAD's ``--train_file``
+    (with ``--do_train``) and ``--predict_file`` (under ``--data_dir`` when given); the MLM texts."""
+    files = []
+    if hasattr(args, "task_name"):  # GLUE
+        from utils.glue import eval_task_names, get_task
+
+        task = get_task(args.task_name)
+        if args.do_train:
+            files.append(Path(args.data_dir) / task.train_file)
+        files += [Path(args.data_dir) / get_task(name).dev_file for name in eval_task_names(task.name)]
+    elif hasattr(args, "predict_file"):  # SQuAD (utils.squad reads the same paths)
+        for flag, default, read in (("train_file", "train-v1.1.json", args.do_train),
+                                    ("predict_file", "dev-v1.1.json", True)):
+            given = getattr(args, flag, None)
+            if read and (given or getattr(args, "data_dir", None)):
+                files.append(Path(args.data_dir) / (given or default) if getattr(args, "data_dir", None)
+                             else Path(given))
+    elif hasattr(args, "train_data_file"):  # MLM
+        if args.do_train and args.train_data_file:
+            files.append(Path(args.train_data_file))
+        if getattr(args, "eval_data_file", None):
+            files.append(Path(args.eval_data_file))
+    return [f for f in dict.fromkeys(files) if f.is_file()]
+
+
+def run_inputs(args, config=None):
+    """What a run records, when it starts, of the files it reads (``args.json`` ``provenance``):
+    what it already holds (the mask, the weight file, the checkpoint of a fixed-mask run), the
+    checkpoint's identity with its weights file's sha256 (from ``config``, for an IMP run) and
+    ``data``: ``{path: sha256}`` of every data file (:func:`data_files`). ``--resume`` compares
+    them (:func:`utils.resume.check_same_inputs`)."""
+    prov = dict(getattr(args, "provenance", None) or {})
+    if "checkpoint" not in prov and config is not None:
+        prov["checkpoint"] = checkpoint_identity(args.model_name_or_path, config)
+    prov["data"] = {str(f): sha256_file(f) for f in data_files(args)}
+    return prov
 
 
 def same_checkpoint(a, b):

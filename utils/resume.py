@@ -12,7 +12,9 @@ IMP runner's pruning-event counter.
 ``--resume`` reloads it; the run then ends with exactly the result of an uninterrupted run
 (bit for bit on CPU, with ``--num_workers 0``). Under torchrun every rank takes part: rank 0
 writes the state with every rank's RNG states, and every rank resumes from it. The flags in :data:`MAY_DIFFER` may change on
-resume; any other difference with the run's ``args.json`` is refused, naming the flag.
+resume; any other difference with the run's ``args.json`` is refused, naming the flag, and so is
+a changed input file (the mask, the weight file, the checkpoint's weights, a data file: their
+sha256 are recorded in ``args.json`` when the run starts, :func:`check_same_inputs`).
 
 Two deterministic fault-injection points serve the tests: ``BERT_TICKETS_KILL_AT_STEP=k``
 (SIGKILL right after update k) and ``BERT_TICKETS_KILL_IN_WRITE=<file name>`` (SIGKILL half-way
@@ -173,12 +175,33 @@ def check_resumable(args):
     return "resume"
 
 
+def _short(digest):
+    return str(digest)[:12] if digest else "none"
+
+
 def check_same_inputs(args):
-    """On resume the mask and weight file must be the very files the run started with."""
+    """On resume the run reads the very files it started from: the mask and weight file, the
+    checkpoint's weights file (IMP's rewind target comes from it) and every data file, compared
+    by sha256 with what ``args.json`` recorded when the run started (``args.provenance`` holds
+    what this start found, :func:`utils.provenance.run_inputs`). A run recorded before a kind of
+    record existed is not checked for it. Refused in one line naming the file."""
     saved = (read_json(Path(args.output_dir) / "args.json") or {}).get("provenance") or {}
     now = getattr(args, "provenance", None) or {}
-    for what in ("mask", "weight_pertub"):
+    fix = "resume only with the files the run started from, or start it again without --resume"
+    for what, flag in (("mask", "mask_dir"), ("weight_pertub", "weight_pertub")):
         a, b = (saved.get(what) or {}).get("sha256"), (now.get(what) or {}).get("sha256")
         if a != b:
-            raise UserError(f"--resume: the {what} file changed since the run started (sha256 {str(a)[:12]} "
-                            f"then, {str(b)[:12]} now)")
+            path = (saved.get(what) or now.get(what) or {}).get("path") or getattr(args, flag, None)
+            raise UserError(f"--resume: the {what} file {path} changed since the run started (sha256 {_short(a)} "
+                            f"then, {_short(b)} now); {fix}")
+    then, ckpt = saved.get("checkpoint") or {}, now.get("checkpoint") or {}
+    if then.get("weights_sha256") and then.get("init", "pre") == "pre" and \
+            then["weights_sha256"] != ckpt.get("weights_sha256"):
+        path = Path(args.model_name_or_path) / (then.get("weights_file") or "model.safetensors")
+        raise UserError(f"--resume: the checkpoint's weights file {path} changed since the run started (sha256 "
+                        f"{_short(then['weights_sha256'])} then, {_short(ckpt.get('weights_sha256'))} now); {fix}")
+    current = now.get("data") or {}
+    for path, digest in (saved.get("data") or {}).items():
+        if current.get(path) != digest:
+            raise UserError(f"--resume: the data file {path} changed since the run started (sha256 {_short(digest)} "
+                            f"then, {_short(current.get(path))} now); {fix}")
