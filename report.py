@@ -7,15 +7,15 @@ Markdown on stdout, CSV files and PNG figures (utils/report.py, utils/figures.py
 """
 import argparse
 
+from utils.archive import check_slim_target, slim_copy
+from utils.args import Parser
 from utils.errors import run_cli
 from utils.io import check_dir_writable
-from utils.archive import slim_copy
 from utils.report import write_report
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("runs_dir", help="folder holding the runs (any depth)")
     p.add_argument("--out", default="figs", help="where report.md, the CSVs and the figures go")
     p.add_argument("--no_figures", action="store_true", help="tables only")
@@ -42,6 +42,7 @@ def main(argv=None):
     args = parse_args(argv)
     check_dir_writable(args.out, "--out")
     if args.slim_copy:
+        check_slim_target(args.runs_dir, args.slim_copy)
         check_dir_writable(args.slim_copy, "--slim_copy")
     text, _, figures = write_report(args.runs_dir, args.out, figures=not args.no_figures,
                                     transfer_sparsity=args.transfer_sparsity, bench=args.bench)

@@ -294,7 +294,7 @@ ROWS = [
      lambda w: (glue_trans.main, glue_argv(w, "--mask_dir", str(other_model_mask(w, num_layers=3)))),
      "6 extra key(s), first bert.encoder.layer.2.attention.self.query.weight_mask"),
     ("mask_dir_is_folder", "--mask_dir names a folder, not the mask file in it",
-     lambda w: (glue_trans.main, glue_argv(w, "--mask_dir", str(mask_folder(w)))), "omp not found"),
+     lambda w: (glue_trans.main, glue_argv(w, "--mask_dir", str(mask_folder(w)))), "omp is a folder; give the file, e.g. "),
     ("mask_gz_damaged", "a gzipped mask (mask.pt.gz) that is damaged",
      lambda w: (glue_trans.main, glue_argv(w, "--mask_dir", str(text_file(w, "m.pt.gz", b"\x1f\x8b\x08\x00oops", "wb")))),
      "m.pt.gz is not readable"),
@@ -315,7 +315,7 @@ ROWS = [
     # checkpoints
     ("model_no_config", "a checkpoint folder without config.json",
      lambda w: (glue_trans.main, glue_argv(w, "--model_name_or_path", str(model_copy(w, "noconfig", drop="config.json")))),
-     "noconfig: cannot load the model config"),
+     "noconfig: no config.json in it (not a checkpoint folder?)"),
     ("model_roberta", "a checkpoint whose config.json is a RoBERTa model's",
      lambda w: (glue_trans.main, glue_argv(w, "--model_name_or_path", str(roberta_model(w)))),
      "is a roberta model; only BERT is supported (--model_type bert)"),
@@ -324,7 +324,7 @@ ROWS = [
      "noweights: cannot load weights"),
     ("oneshot_model_no_config", "oneshot.py on a checkpoint folder without config.json",
      lambda w: (oneshot.main, ["--rate", "0.1", "--model_name_or_path", str(model_copy(w, "noconfig", drop="config.json")),
-                               "--output_dir", str(w["tmp"] / "o1")]), "noconfig: cannot load the model config"),
+                               "--output_dir", str(w["tmp"] / "o1")]), "noconfig: no config.json in it (not a checkpoint folder?)"),
     # GLUE folders and rows
     ("dev_tsv_missing", "a GLUE task folder with train.tsv but no dev.tsv",
      lambda w: (glue_trans.main, glue_argv(w, "--data_dir", str(glue_dir(w, dev=None)))),
@@ -450,9 +450,77 @@ ROWS = [
     ("subset_seed_alone", "--train_subset_seed without --max_train_samples",
      lambda w: (glue_trans.main, glue_argv(w, "--train_subset_seed", "3")),
      "argument --train_subset_seed: needs --max_train_samples (the size of the subset)"),
+] + [
+    # tracebacks, misleading messages and silent acceptances a colleague found
+    ("model_weights_truncated", "a checkpoint whose model.safetensors is cut short (a copy that stopped)",
+     lambda w: (glue_trans.main, glue_argv(w, "--model_name_or_path", str(cut_weights(w, "cut_weights", 0.5)))),
+     "cut_weights/model.safetensors (truncated or damaged?)"),
+    ("model_weights_empty", "oneshot.py on a checkpoint whose model.safetensors is empty (0 bytes)",
+     lambda w: (oneshot.main, ["--model_name_or_path", str(cut_weights(w, "empty_weights", 0)), "--output_dir",
+                               str(w["tmp"] / "o1")]), "empty_weights/model.safetensors (truncated or damaged?)"),
+    ("model_is_config_file", "--model_name_or_path names the checkpoint's config.json, not its folder",
+     lambda w: (glue_trans.main, glue_argv(w, "--model_name_or_path", str(Path(w["model"]) / "config.json"))),
+     "config.json is a file; give the checkpoint folder, e.g. "),
+    ("oneshot_model_is_config_file", "oneshot.py --model_name_or_path names the checkpoint's config.json",
+     lambda w: (oneshot.main, ["--model_name_or_path", str(Path(w["model"]) / "config.json"), "--output_dir",
+                               str(w["tmp"] / "o1")]), "config.json is a file; give the checkpoint folder"),
+    ("report_slim_is_runs", "report.py --slim_copy the folder of runs itself",
+     lambda w: (report.main, slim_argv(w, lambda runs: runs)), "runs_bad is the folder of runs"),
+    ("report_slim_inside_runs", "report.py --slim_copy a folder inside the folder of runs",
+     lambda w: (report.main, slim_argv(w, lambda runs: runs / "slim")),
+     "slim lies inside the folder of runs"),
+    ("report_slim_holds_runs", "report.py --slim_copy a folder holding the folder of runs",
+     lambda w: (report.main, slim_argv(w, lambda runs: runs.parent)), "holds the folder of runs"),
+    ("report_headline_not_object", "report.py on a complete.json whose \"headline\" is not an object (1)",
+     lambda w: (report.main, [str(run_folder(w, "complete.json", '{"headline": 1}')), "--out", str(w["tmp"] / "rep")]),
+     'run/complete.json: its "headline" is a JSON int, not an object'),
+    ("report_transfer_sparsity_range", "report.py --transfer_sparsity -5",
+     lambda w: (report.main, [str(run_folder(w, "results.json", "{}")), "--out", str(w["tmp"] / "rep"),
+                              "--transfer_sparsity", "-5"]),
+     "argument --transfer_sparsity: must lie in 0 .. 100 (a sparsity in percent), got -5"),
+    ("config_name_other_size", "--config_name a config of another size than the checkpoint",
+     lambda w: (glue_trans.main, glue_argv(w, "--config_name", str(other_size_model(w)))),
+     "differs in size from --model_name_or_path"),
+    ("tokenizer_missing", "--tokenizer_name names no folder",
+     lambda w: (glue_trans.main, glue_argv(w, "--tokenizer_name", str(w["tmp"] / "notok"))),
+     "--tokenizer_name"),
+    ("tokenizer_empty_folder", "--tokenizer_name names an empty folder",
+     lambda w: (glue_trans.main, glue_argv(w, "--tokenizer_name", str(empty_dir(w)))),
+     "emptydir: no tokenizer.json, vocab.txt or tokenizer_config.json in it"),
+    ("output_empty", "--output_dir \"\" (empty: not the current folder)",
+     lambda w: (glue_trans.main, [*glue_argv(w), "--output_dir", ""]), "argument --output_dir: must not be empty"),
+    ("oneshot_output_empty", "oneshot.py --output_dir \"\"",
+     lambda w: (oneshot.main, ["--model_name_or_path", str(w["model"]), "--output_dir", ""]),
+     "argument --output_dir: must not be empty"),
+    ("pertub_is_folder", "--weight_pertub names a folder (one holding a mask)",
+     lambda w: (glue_trans.main, glue_argv(w, "--weight_pertub", str(mask_folder(w)))), "omp/shuffle_weight.pt"),
+    ("cache_dir_is_file", "--cache_dir names a file",
+     lambda w: (glue_trans.main, glue_argv(w, "--cache_dir", str(text_file(w, "cfile", "x")))),
+     "cfile is a file, not a folder"),
 ]
 
 LONG_TEXT = "the cat sat on the mat . " * 200 + "\n"
+
+
+def cut_weights(w, name, keep):
+    """A copy of the tiny checkpoint whose model.safetensors keeps only its first ``keep`` (a fraction)."""
+    d = model_copy(w, name)
+    weights = d / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: int(len(data) * keep)])
+    return d
+
+
+def slim_argv(w, where):
+    """report.py on a folder of runs with --slim_copy ``where(runs folder)``."""
+    runs = run_folder(w, "results.json", "{}")
+    return [str(runs), "--out", str(w["tmp"] / "rep"), "--no_figures", "--slim_copy", str(where(runs))]
+
+
+def other_size_model(w):
+    from conftest import save_pretrained_bert
+
+    return save_pretrained_bert(w["tmp"] / "wide_config", hidden=48, intermediate=96)
 
 
 def other_model_mask(w, **cfg):
@@ -752,7 +820,27 @@ PERMISSION_ROWS = [
     ("config_unreadable", "a checkpoint whose config.json cannot be read (chmod 000)",
      lambda w: ("glue_trans.py", glue_argv(w, "--model_name_or_path", str(unreadable_config(w)))),
      "cannot load the model config: [Errno 13] Permission denied"),
+    ("train_tsv_unreadable", "a train.tsv without read permission (chmod 000)",
+     lambda w: ("glue_trans.py", glue_argv(w, "--data_dir", str(unreadable_tsv(w)))),
+     "tsv/train.tsv: cannot read it (Permission denied)"),
+    ("squad_unreadable", "a SQuAD --train_file without read permission (chmod 000)",
+     lambda w: ("squad_trans.py", squad_argv(w, *unreadable_squad(w))),
+     "sq_train.json: cannot read it (Permission denied)"),
+    ("mlm_text_unreadable", "an MLM --train_data_file without read permission (chmod 000)",
+     lambda w: ("pretrain_trans.py", mlm_argv(w, read_only(text_file(w, "ok.txt", LONG_TEXT), 0o000))),
+     "ok.txt: cannot read it (Permission denied)"),
 ]
+
+
+def unreadable_squad(w):
+    train, predict = good_squad(w)
+    return read_only(train, 0o000), predict
+
+
+def unreadable_tsv(w):
+    d = tsv_dir(w, (w["data"] / "train.tsv").read_text())
+    read_only(d / "train.tsv", 0o000)
+    return d
 
 
 def unreadable_config(w):
@@ -811,3 +899,28 @@ def test_unicode_and_space_paths_run(world, capsys):
     assert done["global_step"] == 2
     recorded = json.loads((out / "args.json").read_text())
     assert recorded["provenance"]["mask"]["path"] == str(mask) and str(data / "train.tsv") in recorded["provenance"]["data"]
+
+
+def test_tiny_mlm_blocks_train(world, capsys):
+    """Not a refusal: --block_size 3 leaves one maskable token a block, so most batches of 4 would
+    draw no token to mask (a NaN loss: the run stopped as diverged, exit 3). Training batches
+    always mask one token now; the evaluation's masking is as before."""
+    from utils.text import MLMCollator
+
+    from conftest import make_tokenizer
+
+    tok = make_tokenizer()
+    rows = [{"input_ids": [tok.cls_token_id, 10 + i, tok.sep_token_id]} for i in range(4)]
+    trained = MLMCollator(tok, 1e-9, torch.Generator().manual_seed(0), at_least_one=True)(rows)
+    assert int(trained["labels"].ne(-100).sum()) == 1  # one token, not a special one
+    assert int(trained["labels"][:, [0, 2]].ne(-100).sum()) == 0
+    evaluated = MLMCollator(tok, 1e-9, torch.Generator().manual_seed(0))(rows)
+    assert int(evaluated["labels"].ne(-100).sum()) == 0
+
+    out = world["tmp"] / "tiny_blocks"
+    train = text_file(world, "ok.txt", LONG_TEXT)
+    argv = mlm_argv(world, train, "--block_size", "3", "--max_steps", "10", "--logging_steps", "0")
+    argv[argv.index("--output_dir") + 1] = str(out)
+    run_cli(pretrain_trans.main, argv)
+    assert (out / "complete.json").is_file() and not (out / "failed.json").exists()
+    assert json.loads((out / "results.json").read_text())["global_step"] == 10

@@ -9,6 +9,26 @@ SLIM_FILES = ("args.json", "results.json", "complete.json", "failed.json", "mask
               "shuffle_weight_provenance.json")
 
 
+def check_slim_target(src, dst, flag="--slim_copy"):
+    """Refuse, writing nothing, a slim-copy folder ``dst`` that is, lies inside, or holds the folder of
+    runs ``src``: the copy would write over the records it reads, or leave a second copy of every run
+    where the next report of the folder finds it (each run counted twice)."""
+    from utils.errors import UserError
+
+    runs, target = Path(src).resolve(), Path(dst).resolve()
+    if target == runs:
+        why = f"is the folder of runs {src}: the copy would write each record over itself"
+    elif runs in target.parents:
+        why = (f"lies inside the folder of runs {src}: the next report of {src} would find the copy and count "
+               "every run twice")
+    elif target in runs.parents:
+        why = (f"holds the folder of runs {src}: the copy would sit beside the runs it copies, and a report of "
+               f"{dst} would count every run twice")
+    else:
+        return
+    raise UserError(f"{flag} {dst} {why}; give a folder outside it")
+
+
 def slim_copy(src, dst, mask_levels=()):
     """Copy the slim record of every run under ``src`` to ``dst`` (same relative layout): the
     JSON files that say what each run is and what it scored, and the provenance and sparsity

@@ -40,7 +40,11 @@ RANGES = {
     "max_answer_length": (lambda v: v >= 1, "must be at least 1"),
     "score_batches": (lambda v: v >= 1, "must be at least 1"),
     "checkpoint_steps": (lambda v: v >= -1, "must be -1 (never), 0 (automatic) or a number of updates"),
+    "transfer_sparsity": (lambda v: 0 <= v <= 100, "must lie in 0 .. 100 (a sparsity in percent)"),
 }
+
+# folder flags that may not be empty: "" would silently mean the current folder (or a default)
+NON_EMPTY = ("output_dir",)
 
 
 class Parser(argparse.ArgumentParser):
@@ -64,6 +68,14 @@ class Parser(argparse.ArgumentParser):
                 self.error(f"argument --{name}: {rule}, got {value}")
         if getattr(ns, "train_subset_seed", None) is not None and getattr(ns, "max_train_samples", None) is None:
             self.error("argument --train_subset_seed: needs --max_train_samples (the size of the subset)")
+        for name in NON_EMPTY:
+            value = getattr(ns, name, None)
+            if isinstance(value, str) and not value.strip():
+                self.error(f"argument --{name}: must not be empty (give a folder; '.' is the current one)")
+        if getattr(ns, "cache_dir", None):
+            from utils.io import check_cache_dir
+
+            check_cache_dir(ns.cache_dir)  # a file: refused before anything runs, not a run uncached
         ns.argv = argv
         return ns
 

@@ -53,6 +53,8 @@ GENERATORS = {
     "small_table2": lambda: _table2("results/small"),
     "small_comparisons": lambda: _comparisons("results/small"),
     "imp_budget": lambda: _budget("results/imp_budget/budget.json"),
+    "small2_table2": lambda: _table2("results/small2"),
+    "small2_comparisons": lambda: _comparisons("results/small2"),
 }
 
 

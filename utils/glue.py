@@ -166,6 +166,8 @@ def read_examples(data_dir, task_name, split):
         examples, skipped = _read_rows(task, path)
     except (UnicodeDecodeError, csv.Error) as err:
         raise UserError(f"{path}: not a readable UTF-8 TSV file ({err})") from None
+    except OSError as err:  # no read permission, a folder named train.tsv, an I/O error
+        raise UserError(f"{path}: cannot read it ({err.strerror or err})") from None
     if skipped:
         print(f"warning: {path}: skipped {skipped} rows with too few columns", file=sys.stderr)
     if not examples:

@@ -114,6 +114,8 @@ def load_tensor_dict(path, what):
     import torch
 
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a folder; give the file, e.g. {_file_in(path, what)}")
     if not path.is_file():
         raise UserError(f"{what} {path} not found")
     if path.stat().st_size == 0:
@@ -137,6 +139,38 @@ def load_tensor_dict(path, what):
     if not isinstance(data, dict) or not data or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise UserError(f"{what} {path} is not a dict of tensors")
     return data
+
+
+def _file_in(folder, what):
+    """The file of ``folder`` a user most likely meant: the name this tool writes there (mask.pt,
+    shuffle_weight.pt; or its gzipped slim copy), else a ``*.pt`` file of that kind in it (a mask or
+    not), else that name."""
+    mask = "mask" in what
+    usual = "mask.pt" if mask else "shuffle_weight.pt"
+    try:  # a mask for --mask_dir, anything but a mask for --weight_pertub
+        found = sorted(p.name for p in folder.iterdir() if p.name.endswith((".pt", ".pt.gz"))
+                       and ("mask" in p.name) == mask and not p.name.startswith(".") and p.is_file())
+    except OSError:
+        found = []
+    for name in (usual, usual + ".gz", *found):
+        if name in found:
+            return folder / name
+    return folder / usual
+
+
+def check_cache_dir(path, flag="--cache_dir"):
+    """Refuse, before anything runs, a cache folder that is a file or lies below one (each cache
+    write would fail). A folder that cannot be written is not refused: the run goes uncached, with a
+    warning (:func:`utils.data.cached_dataset`)."""
+    if not path:
+        return None
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file, not a folder")
+    base = _nearest_existing(path)
+    if not base.is_dir():
+        raise UserError(f"{flag} {path}: {base} is a file, not a folder")
+    return path
 
 
 def _nearest_existing(path):

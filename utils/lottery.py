@@ -288,8 +288,9 @@ def start_run(args, script):
         lock_folder(args.output_dir, create=False)  # another run writing there: refused now, not later
     set_seed(args.seed)
     args.script = script
+    flag = "--tokenizer_name" if args.tokenizer_name else "--model_name_or_path"
     return load_tokenizer(args.tokenizer_name or args.model_name_or_path,
-                          do_lower_case=True if getattr(args, "do_lower_case", False) else None)
+                          do_lower_case=True if getattr(args, "do_lower_case", False) else None, flag=flag)
 
 
 def open_run(args):

@@ -41,26 +41,51 @@ HEADS = {
 }
 
 
+def _not_found(name_or_path, flag):
+    return UserError(f"{flag} {name_or_path}: no such folder, and not in the local Hugging Face cache (this "
+                     "tool never downloads; pass a local checkpoint folder)")
+
+
+def _check_folder(name_or_path, flag, needs=("config.json",), kind="checkpoint"):
+    """Refuse a path that is a file (e.g. the folder's ``config.json``) or a folder holding none of
+    the files ``needs``; names that are no path (a name in the local Hugging Face cache) pass."""
+    path = Path(name_or_path)
+    if path.is_file():
+        hint = f", e.g. {path.parent}" if any((path.parent / n).is_file() for n in needs) else ""
+        raise UserError(f"{flag} {name_or_path} is a file; give the {kind} folder{hint}")
+    if path.is_dir() and not any((path / n).is_file() for n in needs):
+        names = needs[0] if len(needs) == 1 else f"{', '.join(needs[:-1])} or {needs[-1]}"
+        raise UserError(f"{flag} {name_or_path}: no {names} in it (not a {kind} folder?)")
+
+
 def _config(name_or_path, flag="--model_name_or_path", **overrides):
-    """The config of a checkpoint folder; errors name ``flag`` (``--config_name`` when it came from there)."""
+    """The config of a checkpoint folder; errors name ``flag`` (``--config_name`` when it came from there,
+    which may also name the ``config.json`` file itself)."""
+    if not (flag == "--config_name" and Path(name_or_path).is_file()):
+        _check_folder(name_or_path, flag)
     try:
         return AutoConfig.from_pretrained(name_or_path, **overrides)
     except (OSError, ValueError) as err:
         if not Path(name_or_path).exists():
-            raise UserError(f"{flag} {name_or_path}: no such folder, and not in the local "
-                            "Hugging Face cache (this tool never downloads; pass a local checkpoint "
-                            "folder)") from None
+            raise _not_found(name_or_path, flag) from None
         raise UserError(f"{flag} {name_or_path}: cannot load the model config: "
                         f"{first_line(err, 200)}") from None
 
 
-def load_tokenizer(name_or_path, do_lower_case=None):
-    """The checkpoint's tokenizer; ``do_lower_case`` overrides its own setting when given."""
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json")
+
+
+def load_tokenizer(name_or_path, do_lower_case=None, flag="--model_name_or_path"):
+    """The checkpoint's tokenizer; ``do_lower_case`` overrides its own setting when given. Errors
+    name ``flag`` (``--tokenizer_name`` when the tokenizer comes from there)."""
+    _check_folder(name_or_path, flag, needs=TOKENIZER_FILES, kind="tokenizer")
     kwargs = {} if do_lower_case is None else {"do_lower_case": do_lower_case}
     try:
         return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
     except (OSError, ValueError) as err:
-        raise UserError(f"--model_name_or_path {name_or_path}: cannot load a tokenizer: "
+        if not Path(name_or_path).exists():
+            raise _not_found(name_or_path, flag) from None
+        raise UserError(f"{flag} {name_or_path}: cannot load a tokenizer: "
                         f"{first_line(err, 200)}") from None
 
 
@@ -123,8 +148,14 @@ def load_model(kind, name_or_path, init="pre", seed=42, **config_overrides):
             model.bert.pooler = BertPooler(config)
             model.bert.pooler.apply(model._init_weights)
         return model
+    from safetensors import SafetensorError
+
     try:
         model = _from_pretrained(cls, name_or_path, config)
+    except SafetensorError as err:  # a model.safetensors cut short (a killed copy) or empty
+        weights = Path(name_or_path) / "model.safetensors"
+        raise UserError(f"--model_name_or_path {name_or_path}: cannot load the weights {weights} (truncated or "
+                        f"damaged?): {first_line(err, 160)}") from None
     except (OSError, ValueError) as err:
         raise UserError(f"--model_name_or_path {name_or_path}: cannot load weights: "
                         f"{first_line(err, 200)}") from None
@@ -159,15 +190,32 @@ def _from_pretrained(cls, name_or_path, config):
     return model
 
 
+# what a --config_name must share with the checkpoint: the shapes of its weights
+ARCHITECTURE = (("hidden_size", "hidden"), ("num_hidden_layers", "layers"), ("num_attention_heads", "heads"),
+                ("intermediate_size", "intermediate"), ("vocab_size", "vocab"), ("max_position_embeddings", "positions"))
+
+
+def _differences(other, config):
+    """``"hidden 48 vs 32, …"``: the sizes in which config ``other`` differs from ``config``."""
+    return ", ".join(f"{label} {getattr(other, key, None)} vs {getattr(config, key, None)}"
+                     for key, label in ARCHITECTURE if getattr(other, key, None) != getattr(config, key, None))
+
+
 def check_model_limits(args):
-    """Refuse flags the checkpoint cannot serve: ``--max_seq_length`` above its positions."""
+    """Refuse flags the checkpoint cannot serve: a ``--config_name`` of another architecture
+    (the weights are always built with the checkpoint's own config, so such a config would be
+    silently ignored), ``--max_seq_length`` above its positions."""
+    config = _config(args.model_name_or_path)
+    if getattr(args, "config_name", ""):
+        other = _config(args.config_name, "--config_name")
+        differ = _differences(other, config)
+        if differ:
+            raise UserError(f"--config_name {args.config_name} differs in size from --model_name_or_path "
+                            f"{args.model_name_or_path} ({differ}): the weights are always built with the "
+                            "checkpoint's own config; drop --config_name, or give one of the same sizes")
     seq = getattr(args, "max_seq_length", None)
-    if seq is None:
-        return
-    config = (_config(args.config_name, "--config_name") if getattr(args, "config_name", "")
-              else _config(args.model_name_or_path))
     limit = getattr(config, "max_position_embeddings", None)
-    if limit and seq > limit:
+    if seq is not None and limit and seq > limit:
         raise UserError(f"--max_seq_length {seq} is above the {limit} positions of {args.model_name_or_path}")
 
 

@@ -123,13 +123,15 @@ def settings_of(args, baseline=None):
     return out
 
 
-def classify(args, results, complete, mask_index=None):
+def classify(args, results, complete, mask_index=None, where="complete.json"):
     """What one run is: a dict with ``kind`` (``imp`` search or ``finetune``), ``task``,
     ``method`` (full | imp | random | omp | reinit | shuffled | other), ``source`` (the task
     that made the mask, or ``omp``/``random``), ``set`` (prunable set), ``sparsity``, ``seed``,
     ``score`` (None when unfinished), ``baseline``; for a masked run ``mask_sha``,
     ``checkpoint`` (:func:`checkpoint_id` of the mask) and ``series`` (:func:`imp_series` of
-    the IMP run that made a ticket, "" for OMP and random masks)."""
+    the IMP run that made a ticket, "" for OMP and random masks). ``where`` names the run's
+    ``complete.json`` in the error a ``headline`` this tool never writes (not an object, or a
+    value that is no number) raises."""
     results = results or {}
     complete = complete or {}
     task = str(results.get("task") or complete.get("task") or args.get("task_name") or "?").lower()
@@ -143,6 +145,13 @@ def classify(args, results, complete, mask_index=None):
            "baseline": complete.get("baseline") or results.get("baseline"), "settings": settings_of(args, complete.get("baseline") or results.get("baseline")),
            "wall_time_s": complete.get("wall_time_s")}
     head = complete.get("headline")
+    value = head.get("value") if isinstance(head, dict) else None
+    bad = (('"headline"', head, "an object") if head is not None and not isinstance(head, dict) else
+           ('"headline" value', value, "a number") if value is not None and (
+               isinstance(value, bool) or not isinstance(value, (int, float))) else None)
+    if bad:
+        raise UserError(f"{where}: its {bad[0]} is a JSON {type(bad[1]).__name__}, not {bad[2]}: it is not a file "
+                        "this tool wrote; move it out of the folder of runs or restore it")
     if head:
         run["score"], run["metric"] = head.get("value"), head.get("metric")
         if run["score"] is not None and math.isnan(run["score"]):
@@ -228,7 +237,7 @@ def collect(root):
         if not isinstance(args_by[d], dict):
             unfinished.append({"path": str(d.relative_to(root)), "why": "args.json unreadable"})
             continue
-        run = classify(args_by[d], res_by[d], done_by[d], index)
+        run = classify(args_by[d], res_by[d], done_by[d], index, where=d / "complete.json")
         run["path"] = str(d.relative_to(root)) if d != root else "."
         if failed_by[d] is not None:
             failed.append(_failed_entry(run["path"], run, failed_by[d]))

@@ -49,6 +49,8 @@ def _load_json(path):
         raise UserError(f"{path} is not valid JSON: line {err.lineno}: {err.msg}") from None
     except UnicodeDecodeError as err:
         raise UserError(f"{path} is not UTF-8 text: {err.reason}") from None
+    except OSError as err:  # no read permission, an I/O error
+        raise UserError(f"{path}: cannot read it ({err.strerror or err})") from None
 
 
 def _need(obj, key, kind, where, path):

@@ -62,8 +62,11 @@ def _check_text_file(path):
         raise UserError(f"{path}: text file not found")
     if path.stat().st_size == 0:
         raise UserError(f"{path}: file is empty")
-    with open(path, "rb") as f:
-        head = f.read(SNIFF_BYTES)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(SNIFF_BYTES)
+    except OSError as err:  # no read permission, an I/O error
+        raise UserError(f"{path}: cannot read it ({err.strerror or err})") from None
     if b"\x00" in head:
         raise UserError(f"{path}: not a text file (contains NUL bytes)")
     try:  # incremental decoder: a character cut at the 1 MB boundary is not an error
@@ -79,6 +82,8 @@ def _read_text(path):
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: not valid UTF-8 text (byte {err.start})") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read it ({err.strerror or err})") from None
     if not text.strip():
         raise UserError(f"{path}: file is empty (only whitespace)")
     return text
@@ -130,7 +135,8 @@ def _flatten_ids(ds):
     return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32)
 
 
-def mask_tokens(input_ids, tokenizer, mlm_probability=0.15, generator=None, special_tokens_mask=None):
+def mask_tokens(input_ids, tokenizer, mlm_probability=0.15, generator=None, special_tokens_mask=None,
+                at_least_one=False):
     """Return ``(corrupted input_ids, labels)`` with the original 15 % / 80-10-10 MLM corruption.
 
     Each token that is neither special nor padding is selected with probability ``mlm_probability``;
@@ -140,6 +146,10 @@ def mask_tokens(input_ids, tokenizer, mlm_probability=0.15, generator=None, spec
     Note: the legacy BERT tokenizer marked only [CLS]/[SEP] as special here; like transformers 5, every
     id in ``tokenizer.all_special_ids`` ([UNK], [MASK] too) is excluded unless ``special_tokens_mask``
     is given.
+    ``at_least_one`` (training batches): when the draws select no token of the whole batch, one
+    maskable token, drawn uniformly, is selected anyway (and corrupted 80-10-10 as the others): a
+    batch without a masked token has no MLM loss (NaN, as the original got on short blocks, e.g.
+    ``--block_size 3``). Batches that drew a token are unchanged, draws included.
     """
     if not 0.0 < mlm_probability <= 1.0:
         raise UserError(f"--mlm_probability {mlm_probability} must be in (0, 1]")
@@ -151,6 +161,11 @@ def mask_tokens(input_ids, tokenizer, mlm_probability=0.15, generator=None, spec
     device, shape = inputs.device, inputs.shape
     probability = torch.full(shape, float(mlm_probability), device=device).masked_fill_(never, 0.0)
     selected = torch.bernoulli(probability, generator=generator).bool()
+    if at_least_one and not bool(selected.any()):
+        candidates = (~never).flatten().nonzero().flatten()
+        if candidates.numel():  # else every token is special or padding: nothing can be masked
+            pick = torch.randint(candidates.numel(), (1,), generator=generator, device=device)
+            selected.view(-1)[candidates[pick]] = True
     labels[~selected] = -100
     to_mask = torch.bernoulli(torch.full(shape, 0.8, device=device), generator=generator).bool() & selected
     inputs[to_mask] = tokenizer.mask_token_id
@@ -164,13 +179,15 @@ def mask_tokens(input_ids, tokenizer, mlm_probability=0.15, generator=None, spec
 class MLMCollator:
     """Pad ``input_ids`` to the batch's longest (pad id, right side), add ``attention_mask``, corrupt for MLM."""
 
-    def __init__(self, tokenizer, mlm_probability=0.15, generator=None):
-        """``generator``: a ``torch.Generator`` for reproducible masking; None uses the global RNG."""
+    def __init__(self, tokenizer, mlm_probability=0.15, generator=None, at_least_one=False):
+        """``generator``: a ``torch.Generator`` for reproducible masking; None uses the global RNG.
+        ``at_least_one``: every batch has a masked token (training; :func:`mask_tokens`)."""
         if tokenizer.mask_token_id is None or tokenizer.pad_token_id is None:
             raise UserError("the tokenizer has no [MASK] or [PAD] token: it cannot be used for MLM")
         self.tokenizer = tokenizer
         self.mlm_probability = mlm_probability
         self.generator = generator
+        self.at_least_one = at_least_one
 
     def __call__(self, features):
         """``features``: rows with ``input_ids`` (lists or tensors) → dict of long tensors."""
@@ -182,7 +199,8 @@ class MLMCollator:
             input_ids[i, : len(row)] = row
             attention_mask[i, : len(row)] = 1
         special = attention_mask.eq(0) | torch.isin(input_ids, torch.tensor(self.tokenizer.all_special_ids))
-        input_ids, labels = mask_tokens(input_ids, self.tokenizer, self.mlm_probability, self.generator, special)
+        input_ids, labels = mask_tokens(input_ids, self.tokenizer, self.mlm_probability, self.generator, special,
+                                        at_least_one=self.at_least_one)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
@@ -281,7 +299,7 @@ def mlm_experiment(args, tokenizer, model):
     load = lambda path: load_text_dataset(path, tokenizer, block, args.line_by_line, cache,  # noqa: E731
                                           args.overwrite_cache)
     train = train_rows(load(args.train_data_file), args) if args.do_train else None
-    collator = MLMCollator(tokenizer, args.mlm_probability)
+    collator = MLMCollator(tokenizer, args.mlm_probability, at_least_one=True)  # no batch without a loss
     if not args.eval_data_file:
         return train, collator, None
     evals = first(load(args.eval_data_file), args.max_eval_samples)
