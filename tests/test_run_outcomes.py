@@ -160,11 +160,22 @@ def test_overwrite_removes_only_what_runs_recorded(tiny_bert_dir, mrpc, tmp_path
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         (out / rel).write_text(rel)
     foreign = sha_tree(out)
-    assert run(glue_trans.main, argv(tiny_bert_dir, mrpc, out, "--save_steps", "2"), capsys)[0] == 0
+    # refused at first: the folder holds entries no run of this tool wrote; nothing is written
+    code, err = run(glue_trans.main, argv(tiny_bert_dir, mrpc, out, "--save_steps", "2"), capsys)
+    assert code == 2 and err == [
+        f"error: --output_dir {out} holds entries no run of this tool wrote (checkpoint-7, notes.txt, resume, "
+        "… (4 in all)): a run never mixes its files with others' (and --overwrite_output_dir removes only what "
+        "its runs wrote); move them, give another --output_dir, or pass --keep_foreign_files"]
+    assert sha_tree(out) == foreign and sorted(p.name for p in out.iterdir()) == sorted(
+        ["runs", "resume", "checkpoint-7", "notes.txt"])
+    # --keep_foreign_files: the run writes beside them, and never removes them
+    assert run(glue_trans.main, argv(tiny_bert_dir, mrpc, out, "--save_steps", "2", "--keep_foreign_files"),
+               capsys)[0] == 0
     own = own_entries(out)
     assert {"checkpoint-2", "checkpoint-4", "args.json", "complete.json"} <= set(own)
     assert not {"runs", "resume", "checkpoint-7", "notes.txt"} & set(own)  # there before: not ours
-    assert run(glue_trans.main, argv(tiny_bert_dir, mrpc, out, "--max_steps", "1"), capsys)[0] == 0
+    assert run(glue_trans.main, argv(tiny_bert_dir, mrpc, out, "--max_steps", "1", "--keep_foreign_files"),
+               capsys)[0] == 0
     names = {p.name for p in out.iterdir()}
     assert "checkpoint-2" not in names and "checkpoint-4" not in names  # the earlier run's, cleared
     after = sha_tree(out)

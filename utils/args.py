@@ -131,6 +131,8 @@ def training_parser(description, logging_steps=500, save_steps=500, epochs=3.0, 
     a("--no_cuda", action="store_true", help="run on the CPU even if CUDA is there")
     a("--overwrite_output_dir", action="store_true", help="allow a non-empty --output_dir")
     a("--overwrite_cache", action="store_true", help="rebuild tokenised-data caches")
+    a("--keep_foreign_files", action="store_true",
+      help="write into an --output_dir that also holds entries no run of this tool wrote (they stay)")
     a("--seed", type=int, default=42, help="seed for head init, data order and masking")
     a("--fp16", action="store_true", help="float16 autocast + GradScaler (CUDA)")
     a("--fp16_opt_level", default="O1", help=UNUSED + " (apex is replaced by torch.amp)")

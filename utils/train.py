@@ -174,12 +174,22 @@ def prepare_output_dir(args):
 
     A completion marker left by an earlier run in the folder is removed first, so a run that
     is killed never looks finished."""
-    from utils.io import claim, clear_own, lock_folder
+    from utils.io import LOCK, claim, clear_own, lock_folder, release_locks
 
     check_output_dir(args)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    fresh_lock = not (out / LOCK).exists()
     lock_folder(out)
+    foreign = foreign_entries(out)
+    if foreign and not getattr(args, "keep_foreign_files", False):
+        release_locks()
+        if fresh_lock:
+            (out / LOCK).unlink(missing_ok=True)
+        shown = ", ".join(foreign[:3]) + (f", … ({len(foreign)} in all)" if len(foreign) > 3 else "")
+        raise UserError(f"--output_dir {out} holds entries no run of this tool wrote ({shown}): a run never "
+                        "mixes its files with others' (and --overwrite_output_dir removes only what its runs "
+                        "wrote); move them, give another --output_dir, or pass --keep_foreign_files")
     claim(out, *legacy_entries(out), adopt=True)
     (out / COMPLETE).unlink(missing_ok=True)
     (out / FAILED).unlink(missing_ok=True)
@@ -187,6 +197,17 @@ def prepare_output_dir(args):
         clear_own(out)
     claim(out, RUN_FILES, RUN_DIRS)
     return out
+
+
+def foreign_entries(out):
+    """Top-level entries of ``out`` that no run of this tool wrote: not its bookkeeping, not in
+    its manifest, not an earlier run's files of a folder from before manifests."""
+    from utils.io import BOOKKEEPING, own_entries
+
+    known = set(BOOKKEEPING) | set(own_entries(out) or {})
+    files, dirs = legacy_entries(out)
+    known |= set(files) | set(dirs)
+    return sorted(p.name for p in Path(out).iterdir() if p.name not in known)
 
 
 def legacy_entries(out):
