@@ -48,12 +48,31 @@ def _budget(path):
     return budget_table(json.loads((ROOT / path).read_text()))
 
 
+def _structured_nr(folder):
+    """The no-retraining structured masks' table from their records (oneshot_structured.py)."""
+    rows = []
+    for d in sorted((ROOT / folder).glob("*_50")):
+        res = json.loads((d / "results.json").read_text())
+        rec = json.loads((d / "mask_provenance.json").read_text())
+        norm = f" ({'per weight' if rec['normalise'] == 'size' else rec['normalise']})" if rec["score"] in (
+            "taylor", "fisher") else ""
+        sec = res["seconds"]
+        rows.append((-res["eval"]["pearson"], f"| {rec['score']}{norm} | {'yes' if rec['rescaled'] else 'no'} | "
+                     f"{100 * res['eval']['pearson']:.1f} | {', '.join(map(str, res['heads_kept']))} | "
+                     f"{', '.join(map(str, res['neurons_kept']))} | {sec['scoring']:.1f} s / "
+                     + (f"{sec['rescaling']:.0f} s |" if rec["rescaled"] else "– |")))
+    head = ("| score (normalisation) | least-squares rescaling | Pearson, no training | heads kept per layer | "
+            "FFN neurons kept per layer (of 1,536) | scoring / rescaling |\n|---|---|---|---|---|---|")
+    return head + "\n" + "\n".join(r for _, r in sorted(rows))
+
+
 GENERATORS = {
     "profiles": _profiles,
     "small_table2": lambda: _table2("results/small"),
     "small_comparisons": lambda: _comparisons("results/small"),
     "imp_budget": lambda: _budget("results/imp_budget/budget.json"),
     "small2_table2": lambda: _table2("results/small2"),
+    "structured_nr": lambda: _structured_nr("results/structured_nr"),
     "small2_comparisons": lambda: _comparisons("results/small2"),
 }
 
