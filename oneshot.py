@@ -23,7 +23,8 @@ from utils.errors import UserError, run_cli
 from utils.io import atomic_write, check_dir_writable, check_inputs_apart, lock_folder
 from utils.models import HEADS, load_model
 from utils.provenance import checkpoint_identity, environment, write_record
-from utils.pruning import PRUNABLE_SETS, effective_state_dict, format_sparsity, global_magnitude_prune, save_mask
+from utils.maskfile import save_mask
+from utils.pruning import PRUNABLE_SETS, effective_state_dict, format_sparsity, global_magnitude_prune
 from utils.structured import resolve_prunable_set, structured_prune
 from utils.train import plain_args
 

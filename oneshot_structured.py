@@ -27,8 +27,8 @@ from utils.importance import NORMALISE, SCORES, oneshot_structured, score_batche
 from utils.io import check_dir_writable, write_json
 from utils.models import load_model, load_tokenizer
 from utils.provenance import checkpoint_identity, environment, write_record
-from utils.pruning import save_mask
-from utils.shrink import save_model_folder
+from utils.maskfile import save_mask
+from utils.export import save_model_folder
 from utils.train import plain_args, set_seed, setup_device
 
 

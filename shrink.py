@@ -5,7 +5,7 @@ Loads ``--model_name_or_path`` (a pre-trained checkpoint, or a fine-tuned folder
 and FFN neurons), slices every encoder layer and writes ``--output_dir``: ``config.json`` (with
 the per-layer sizes), ``model.safetensors``, the tokenizer files and ``model_provenance.json``.
 The folder is a ``--model_name_or_path`` for every script (``utils.models.load_model``; in
-Python ``utils.shrink.load_small(DIR, kind="glue")``); its outputs equal the masked model's.
+Python ``utils.models.load_model("glue", DIR)``); its outputs equal the masked model's.
 
     python shrink.py --mask_dir out/structured/mask.pt --model glue \
         --model_name_or_path ../shared/data/models/all-MiniLM-L6-v2 --output_dir small/
@@ -20,7 +20,8 @@ from utils.io import check_inputs_apart, lock_folder
 from utils.models import HEADS, load_model
 from utils.provenance import checkpoint_identity, describe_input, environment, write_record
 from utils.pruning import load_mask
-from utils.shrink import WEIGHTS, count_parameters, save_model_folder, shrink_model
+from utils.export import save_model_folder
+from utils.shrink import WEIGHTS, count_parameters, shrink_model
 from utils.train import check_output_dir, plain_args
 
 

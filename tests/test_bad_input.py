@@ -696,7 +696,8 @@ def unstructured(w):
 
 def shrunk_folder(w):
     """The tiny model shrunk to one head in layer 0 and half the FFN of layer 1, exported."""
-    from utils.shrink import save_model_folder, shrink_model
+    from utils.export import save_model_folder
+    from utils.shrink import shrink_model
     from utils.structured import masks_from_layout
 
     model = load_model("glue", str(w["model"]))

@@ -8,6 +8,7 @@ from transformers import BertConfig, BertForMaskedLM, BertForQuestionAnswering, 
 
 from conftest import tiny_config
 from utils import pruning as P
+from utils.maskfile import save_mask
 from utils.errors import UserError, run_cli
 from utils.models import attach_pooler
 
@@ -250,7 +251,7 @@ def test_mask_transfers_between_heads(tmp_path):
     src = with_pooler(BertForSequenceClassification, seed=1)
     masks = P.global_magnitude_prune(src, 0.3)
     path = tmp_path / "mask.pt"
-    P.save_mask(path, masks, model=src)
+    save_mask(path, masks, model=src)
     for cls in (BertForQuestionAnswering, BertForMaskedLM, BertForSequenceClassification):
         target = with_pooler(cls, seed=2)
         loaded = P.load_mask(path, target)
@@ -259,7 +260,7 @@ def test_mask_transfers_between_heads(tmp_path):
         assert abs(P.model_sparsity(target) - 30.0) < 0.01
     # and back: a QA model's mask into a sequence-classification model
     qa = with_pooler(BertForQuestionAnswering, seed=3)
-    P.save_mask(tmp_path / "qa.pt", P.global_magnitude_prune(qa, 0.2), model=qa)
+    save_mask(tmp_path / "qa.pt", P.global_magnitude_prune(qa, 0.2), model=qa)
     P.apply_masks(seq_model(), P.load_mask(tmp_path / "qa.pt", seq_model()))
 
 
@@ -274,12 +275,12 @@ def test_original_float_format_round_trip(tmp_path):
     loaded = P.load_mask(tmp_path / "orig.pt", seq_model())
     assert list(loaded) == list(original)
     # ours in float format has the original's keys, dtype and values
-    P.save_mask(tmp_path / "ours.pt", loaded, fmt="float")
+    save_mask(tmp_path / "ours.pt", loaded, fmt="float")
     ours = torch.load(tmp_path / "ours.pt", weights_only=True)
     assert list(ours) == list(original)
     assert all(ours[k].dtype == torch.float32 and torch.equal(ours[k], original[k]) for k in ours)
     # ours in bool format is 4x smaller and works with torch's custom_from_mask as the original used it
-    P.save_mask(tmp_path / "bool.pt", loaded)
+    save_mask(tmp_path / "bool.pt", loaded)
     bools = torch.load(tmp_path / "bool.pt", weights_only=True)
     assert all(v.dtype == torch.bool and v.element_size() == 1 for v in bools.values())
     # 4x in the tensors; the fixed pickle overhead weighs on a tiny model's file (BERT-base: scripts/bench.py)
@@ -293,7 +294,7 @@ def test_original_float_format_round_trip(tmp_path):
 def test_sparsity_report_written_beside_mask(tmp_path):
     model = seq_model()
     masks = P.global_magnitude_prune(model, 0.5)
-    P.save_mask(tmp_path / "m" / "mask.pt", masks, model=model)
+    save_mask(tmp_path / "m" / "mask.pt", masks, model=model)
     report = json.loads((tmp_path / "m" / "mask_sparsity.json").read_text())
     total = P.count_prunable(model)
     assert report["matrices"] == 13

@@ -16,14 +16,14 @@ from test_glue_scripts import write_mrpc
 from test_mlm_scripts import make_text
 from test_squad_scripts import squad_argv, squad_json, write_json
 from utils import pruning as P
+from utils.maskfile import save_mask
 from utils.errors import UserError, run_cli
 from utils.models import _missing_mlm_head, attach_pooler, check_model_limits, load_model
+from utils.export import save_model_folder
 from utils.shrink import (
     HEADS_ATTR,
     INTERMEDIATE_ATTR,
     count_parameters,
-    load_small,
-    save_model_folder,
     shrink_model,
 )
 from utils.structured import masks_from_layout, structured_prune
@@ -150,26 +150,26 @@ def test_export_files_and_loaders(small, bert3):
     weights = load_file(out / "model.safetensors")
     assert not any(k.endswith(("_mask", "_orig")) for k in weights)
     assert weights["bert.encoder.layer.0.intermediate.dense.weight"].shape == (0, H)
-    for model in (load_model("glue", str(out)), load_small(out, kind="glue")):
+    for model in (load_model("glue", str(out)), load_model("glue", out)):  # a str or a Path
         assert encoder_sizes(model) == small["sizes"] and not model.training
         assert torch.allclose(outputs(model, "glue"), small["masked"], atol=1e-5, rtol=0)
     # another head: the backbone loads, the head starts fresh (as from_pretrained)
-    qa = load_small(out, kind="squad")
+    qa = load_model("squad", out)
     assert torch.equal(qa.bert.encoder.layer[1].attention.self.query.weight,
                        small["state"]["bert.encoder.layer.1.attention.self.query.weight"])
     assert torch.equal(qa.bert.pooler.dense.weight, small["state"]["bert.pooler.dense.weight"])
-    mlm = load_small(out, kind="pretrain")
+    mlm = load_model("pretrain", out)
     assert mlm.cls.predictions.decoder.weight is mlm.bert.embeddings.word_embeddings.weight  # still tied
-    two = load_small(out, kind="glue", num_labels=2)
+    two = load_model("glue", out, num_labels=2)
     assert two.classifier.weight.shape == (2, H)
     # random weights of the small architecture
-    rand = load_small(out, kind="glue", init="rand", seed=3)
+    rand = load_model("glue", out, init="rand", seed=3)
     assert encoder_sizes(rand) == small["sizes"]
     assert not torch.equal(rand.bert.embeddings.word_embeddings.weight,
                            small["state"]["bert.embeddings.word_embeddings.weight"])
     # the other readers of a checkpoint's config and weights
     assert _missing_mlm_head(str(out))
-    stripped = load_small(out, kind="squad")
+    stripped = load_model("squad", out)
     del stripped.bert.pooler
     stripped.bert.pooler = None
     attach_pooler(stripped, str(out))
@@ -179,15 +179,15 @@ def test_export_files_and_loaders(small, bert3):
 
 
 def test_failed_export_writes_nothing(small, tmp_path, monkeypatch):
-    import utils.train
+    import utils.export
 
-    model = load_small(small["dir"], kind="glue")
+    model = load_model("glue", small["dir"])
     target = tmp_path / "export"
 
     def broken(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(utils.train, "save_weights", broken)
+    monkeypatch.setattr(utils.export, "save_weights", broken)
     with pytest.raises(OSError):
         save_model_folder(model, target, small["dir"])
     assert list(tmp_path.iterdir()) == []
@@ -204,7 +204,7 @@ def glue_argv(model_dir, data, out, *extra):
 def save_structured_mask(model_dir, path):
     model = load_model("glue", str(model_dir))
     masks = rigged_masks(model)
-    P.save_mask(path, masks, model=model, prunable_set="no_pooler")
+    save_mask(path, masks, model=model, prunable_set="no_pooler")
     return masks
 
 
@@ -244,7 +244,7 @@ def test_save_model_then_shrink_then_scripts(bert3, tmp_path, capsys):
     dense = glue_trans.main(glue_argv(small, data, tmp_path / "dense", "--do_train", "--max_steps", "2",
                                       "--learning_rate", "1e-3", "--save_model"))
     assert dense["mask"] is None and dense["global_step"] == 2
-    assert encoder_sizes(load_small(tmp_path / "dense" / "model")) == encoder_sizes(load_small(small))
+    assert encoder_sizes(load_model("glue", tmp_path / "dense" / "model")) == encoder_sizes(load_model("glue", small))
     files = {"train": write_json(tmp_path / "train.json", squad_json()),
              "eval": write_json(tmp_path / "eval.json", squad_json()), "cache": tmp_path / "cache"}
     qa = squad_trans.main(squad_argv(small, files, tmp_path / "qa", steps=2, save=0, extra=["--dir", "pre"]))

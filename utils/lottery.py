@@ -14,6 +14,7 @@ import torch
 
 from utils.importance import event_table, kept_units, score_record
 from utils.io import write_json
+from utils.maskfile import save_mask
 from utils.models import load_model, load_weight_file
 from utils.args import command_of
 from utils.provenance import checkpoint_identity, describe_input, write_record
@@ -25,7 +26,6 @@ from utils.pruning import (
     load_mask,
     model_sparsity,
     rewind,
-    save_mask,
     snapshot_state,
     sparsity_report,
     unwrap,
@@ -257,7 +257,7 @@ def run_transfer(args, model, initial_sparsity, train_dataset, collate_fn, evalu
     if final_eval and trainer.args.rank == 0 and evaluate_fn is not None:
         trainer.results["final"] = trainer.evaluate(tag="final")
     if getattr(args, "save_model", False) and trainer.args.rank == 0:
-        from utils.shrink import save_finetuned
+        from utils.export import save_finetuned
 
         trainer.results["saved_model"] = str(save_finetuned(args, model))
     trainer.finish()

@@ -21,7 +21,7 @@ Both give bit-identical weights after training (tests/test_pruning.py).
 Example::
 
     masks = global_magnitude_prune(model, 0.1)          # 10 % of the prunable set
-    save_mask("out/mask.pt", masks, model=model)        # + out/mask_sparsity.json
+    save_mask("out/mask.pt", masks, model=model)        # utils.maskfile; + out/mask_sparsity.json
     apply_masks(other_model, load_mask("out/mask.pt", other_model))
 """
 import math
@@ -554,29 +554,6 @@ def report_path(mask_path):
     """``…/mask.pt`` -> ``…/mask_sparsity.json``."""
     p = Path(mask_path)
     return p.with_name(p.stem + "_sparsity.json")
-
-
-def save_mask(path, masks, model=None, fmt="bool", prunable_set="paper", structure="unstructured"):
-    """Write a mask file (dict of mask key -> tensor, CPU) and its sparsity report beside it.
-
-    ``fmt="bool"`` (default) stores 1 byte per entry; ``fmt="float"`` the original's float32
-    0./1. tensors (4× larger). Both load here, in ``prune.custom_from_mask`` and in the
-    original code. ``structure="heads_ffn"`` (needs ``model``) adds the heads and FFN neurons
-    kept per layer to the report. Returns the sparsity report.
-    """
-    dtype = {"bool": torch.bool, "float": torch.float32}.get(fmt)
-    if dtype is None:
-        raise UserError(f"--mask_format must be bool or float, not {fmt!r}")
-    data = {k: v.detach().to("cpu", dtype).contiguous() for k, v in masks.items()}
-    atomic_write(path, lambda tmp: torch.save(data, tmp))
-    report = sparsity_report(data, model, prunable_set)
-    if structure == "heads_ffn":
-        from utils.structured import head_size, structure_report
-
-        report["structure"] = structure_report(data, head_size(unwrap(model)))
-    write_json(report_path(path), report)
-    warn_emptied(report, path)
-    return report
 
 
 def load_mask(path, model=None):

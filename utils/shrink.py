@@ -1,4 +1,6 @@
-"""Smaller models from structured masks: the one home of shrinking, exporting and loading them.
+"""Smaller models from structured masks: the shrunk architecture (per-layer sizes, building and
+loading its modules, which :mod:`utils.models` uses) and shrinking a masked model (exporting
+the result is :mod:`utils.export`).
 
 A structured mask (``--structure heads_ffn``: whole attention heads and whole FFN neurons, see
 :mod:`utils.structured`) zeroes rows and columns that can be cut out for real. :func:`shrink_model`
@@ -8,7 +10,7 @@ kept neurons and the output.dense columns of the kept neurons. The shrunk model 
 what the masked full model computes (pruned heads' Q/K/V biases and pruned neurons' biases only
 ever meet masked columns), with fewer parameters and fewer FLOPs.
 
-An exported folder (:func:`save_model_folder`, also ``--save_model`` of the *_trans.py scripts)
+An exported folder (:func:`utils.export.save_model_folder`, also ``--save_model`` of the *_trans.py scripts)
 holds ``config.json``, ``model.safetensors`` (effective weights: no mask buffers) and the
 tokenizer files. When layers differ from the config's uniform sizes, the config records them:
 ``bert_tickets_heads`` (heads per layer) and ``bert_tickets_intermediate`` (FFN neurons per
@@ -21,19 +23,15 @@ Example (``shrink.py`` does the first three lines from the command line)::
 
     model = load_model("glue", "out/mrpc/model")                 # a --save_model folder
     model, layout = shrink_model(model, load_mask("mask.pt", model))
-    save_model_folder(model, "small/", tokenizer_source="out/mrpc/model")
-    model = load_small("small/", kind="glue")                    # one call, for users
+    save_model_folder(model, "small/", tokenizer_source="out/mrpc/model")   # utils.export
+    model = load_model("glue", "small/")                         # the smaller layers, built
 """
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from utils.errors import UserError
-from utils.io import usual_mode
 
 HEADS_ATTR = "bert_tickets_heads"  # config.json: attention heads kept, per layer
 INTERMEDIATE_ATTR = "bert_tickets_intermediate"  # config.json: FFN neurons kept, per layer
@@ -263,78 +261,3 @@ def load_pooler_state(folder):
     """``bert.pooler.dense`` weights of a shrunk folder, as a BertPooler state dict."""
     state = _read_weights(Path(folder))
     return {k[len("bert.pooler."):]: v for k, v in state.items() if k.startswith("bert.pooler.")}
-
-
-def load_small(path, kind="glue", init="pre", seed=42, **config_overrides):
-    """One call for users: the shrunk (or any exported) model in ``path`` as task model ``kind``
-    (glue | squad | pretrain), e.g. ``load_small("small/", kind="squad")``. Same as
-    :func:`utils.models.load_model`, which every script uses."""
-    from utils.models import load_model
-
-    return load_model(kind, str(path), init=init, seed=seed, **config_overrides)
-
-
-# --- saving ------------------------------------------------------------------------------
-
-def _copy_tokenizer(source, folder):
-    src = Path(source)
-    copied = [n for n in TOKENIZER_FILES if (src / n).is_file()] if src.is_dir() else []
-    for name in copied:
-        shutil.copyfile(src / name, folder / name)
-    if not copied:  # a name in the local HF cache: let the tokenizer write its own files
-        from utils.models import load_tokenizer
-
-        load_tokenizer(str(source)).save_pretrained(str(folder))
-
-
-def save_model_folder(model, out_dir, tokenizer_source):
-    """Write ``model`` (any BertFor… model: shrunk, masked or dense) to ``out_dir`` as a folder
-    every script loads: ``config.json`` (with the per-layer sizes of a shrunk model),
-    ``model.safetensors`` (effective weights, no mask buffers) and the tokenizer files of
-    ``tokenizer_source``. Everything is written to a temporary folder beside ``out_dir`` first
-    and moved in at the end, so a failure leaves nothing half-written. Returns ``out_dir``."""
-    from utils.pruning import unwrap
-    from utils.train import save_weights
-
-    model = unwrap(model)
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out} is a file, not a folder")
-    record_sizes(model)
-    model.config.architectures = [type(model).__name__]  # not the checkpoint's (often BertModel)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
-        _copy_tokenizer(tokenizer_source, tmp)  # first: the source may be out_dir itself
-        save_weights(model, tmp)  # model.safetensors + config.json
-        if not out.exists():
-            os.chmod(tmp, usual_mode(folder=True))  # mkdtemp makes 0700 folders
-            os.replace(tmp, out)
-            return out
-        for name in STALE_WEIGHTS:  # weights of an earlier export would shadow nothing but confuse
-            (out / name).unlink(missing_ok=True)
-        for path in sorted(tmp.iterdir(), key=lambda p: p.name == WEIGHTS):  # the weights last
-            os.replace(path, out / path.name)
-        return out
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def save_finetuned(args, model):
-    """``--save_model`` of the *_trans.py scripts: the fine-tuned model (mask applied), its
-    config and tokenizer into ``<output_dir>/model/``, with a provenance record beside the
-    weights (``model_provenance.json``). Returns the folder."""
-    from utils.args import command_of
-    from utils.provenance import environment, write_record
-
-    folder = Path(args.output_dir) / "model"
-    save_model_folder(model, folder, args.tokenizer_name or args.model_name_or_path)
-    provenance = getattr(args, "provenance", {}) or {}
-    mask = provenance.get("mask") or {}
-    write_record(folder / WEIGHTS, {
-        "kind": "finetuned", "script": args.script, "command": command_of(args.script.split()[0], args),
-        "seed": args.seed, "init": args.dir or "pre", "mask": {"path": mask.get("path"), "sha256": mask.get("sha256")},
-        "weight_pertub": args.weight_pertub, "checkpoint": provenance.get("checkpoint"),
-        "environment": getattr(args, "environment", None) or environment()}, getattr(args, "cache_dir", "") or None)
-    print(f"--save_model: wrote {folder} (config.json, {WEIGHTS}, tokenizer)")
-    return folder

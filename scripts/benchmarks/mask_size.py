@@ -1,7 +1,7 @@
 """Figure ``mask_size``: bytes of a saved mask, bool against the original's float32.
 
 Saves a 50 % magnitude mask of BERT-base's prunable set (``--quick``: a 4-layer 64-wide model)
-with ``utils.pruning.save_mask`` in both formats, compares the file sizes, and checks that the
+with ``utils.maskfile.save_mask`` in both formats, compares the file sizes, and checks that the
 bool file loads with ``weights_only=True`` and still works where the original applied masks,
 ``prune.CustomFromMask.apply``. Target: 4x fewer bytes per mask entry with the same keys; the
 file ratio may fall short of 4 only by the fixed zip/pickle framing (at most 0.1 % of the file).
@@ -19,7 +19,7 @@ from utils.pruning import magnitude_masks
 
 def figure_mask_size(opts):
     """Bool vs float mask files of a 50 % mask; the bool file must work in torch's prune."""
-    from utils.pruning import save_mask
+    from utils.maskfile import save_mask
 
     name = "prune-small" if opts.quick else "bert-base"
     keys_shapes = prunable_shape_list(name)
