@@ -856,6 +856,7 @@ def _restore_permissions(w):
             p.chmod(0o755 if p.is_dir() else 0o644)
 
 
+@pytest.mark.slow  # each row runs in an unprivileged subprocess
 @pytest.mark.parametrize("row", PERMISSION_ROWS, ids=[r[0] for r in PERMISSION_ROWS])
 def test_permission_denied_one_line_exit_2_nothing_damaged(row, world):
     """As the table's rows, in a process for which the permissions bind."""

@@ -50,6 +50,7 @@ def ratios(obj, path=""):
             yield from ratios(v, f"{path}.{k}")
 
 
+@pytest.mark.slow
 def test_all_figures_once_each_with_machine_info(quick):
     by_figure, lines = quick
     assert [rec["figure"] for rec in lines] == [

@@ -12,6 +12,8 @@ import pytest
 from test_glue_scripts import common, write_mrpc
 from utils import pruning as P
 
+pytestmark = pytest.mark.slow  # kill-and-resume / multi-process runs
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -111,7 +111,8 @@ def test_marker_removed_when_a_run_restarts(tmp_path):
         (out / name).write_text("{}")
     (out / "checkpoint-9").mkdir()
     (out / "args.json").write_text('{"script": "glue_trans.py", "output_dir": "run"}')  # written by this tool
-    args = type("A", (), {"output_dir": str(out), "do_train": True, "overwrite_output_dir": True, "resume": True})()
+    args = type("A", (), {"output_dir": str(out), "do_train": True, "overwrite_output_dir": True, "resume": True,
+                          "keep_foreign_files": True})()  # notes.txt is the user's: run beside it
     prepare_output_dir(args)  # --resume keeps the folder, but a finished-looking marker goes
     assert not (out / "complete.json").exists() and (out / "results.json").exists() and (out / "checkpoint-9").is_dir()
     args.resume = False

@@ -15,6 +15,8 @@ from test_glue_scripts import write_mrpc
 from utils import pruning as P
 from utils.resume import read_state
 
+pytestmark = pytest.mark.slow  # kill-and-resume / multi-process runs
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
