@@ -307,3 +307,21 @@ def test_minilm_wikitext_imp(shared_data, tmp_path, capsys):
     for e in results["evaluations"]:
         assert math.isfinite(e["perplexity"]) and e["perplexity"] > 1.0
         assert 0.0 <= e["acc"] <= 100.0
+
+
+def test_without_eval_file_the_run_says_it_ends_unscored(tiny_bert_dir, text_files, tmp_path, capsys):
+    """pretrain_trans.py without --eval_data_file trains, says at the start that it will end
+    without a score, and the report lists it as finished without a score, in no table."""
+    import report
+
+    out = tmp_path / "runs" / "noeval"
+    argv = [a for a in mlm_argv(tiny_bert_dir, text_files, out, ["--do_train", "--max_steps", "2",
+                                                                  "--logging_steps", "0", "--save_steps", "0"])]
+    i = argv.index("--eval_data_file")
+    del argv[i:i + 2]
+    pretrain_trans.main(argv)
+    assert "this run ends without a score" in capsys.readouterr().out
+    done = json.loads((out / "complete.json").read_text())
+    assert not done.get("headline")
+    text = report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "rep"), "--no_figures"])
+    assert "## Finished without a score (in no table)\n\n- noeval" in text

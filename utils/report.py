@@ -225,6 +225,9 @@ def render(finished, unfinished, transfer_sparsity=70, overlaps=None, failed=(),
     out += [f"- {m}" for m in missing] or ["(none)"]
     out += ["", "## Unfinished runs", ""]
     out += [f"- {u['path']}: {u['why']}" for u in unfinished] or ["(none)"]
+    unscored = sorted(r["path"] for r in finished if r["kind"] == "finetune" and r["score"] is None)
+    if unscored:  # trained but never evaluated (e.g. pretrain_trans.py without --eval_data_file)
+        out += ["", "## Finished without a score (in no table)", ""] + [f"- {p}" for p in unscored]
     out += _apart(failed, eval_only)
     tables = {"table2": csv_t2, "comparisons": csv_cmp, "curves": csv_curves, "transfer": csv_transfer,
               "overlap": csv_cross}

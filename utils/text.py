@@ -301,6 +301,8 @@ def mlm_experiment(args, tokenizer, model):
     train = train_rows(load(args.train_data_file), args) if args.do_train else None
     collator = MLMCollator(tokenizer, args.mlm_probability, at_least_one=True)  # no batch without a loss
     if not args.eval_data_file:
+        print("note: no --eval_data_file: this run ends without a score (its complete.json has no headline, "
+              "and the report lists it as finished without a score, in no table)")
         return train, collator, None
     evals = first(load(args.eval_data_file), args.max_eval_samples)
     seed = args.seed if args.eval_masking == "fixed" else None
