@@ -224,3 +224,29 @@ def test_the_lock_is_held_for_the_run_and_given_back(tiny_bert_dir, mrpc, tmp_pa
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
         os.close(fd)
+
+
+@pytest.mark.slow
+def test_two_processes_started_together_one_runs_one_is_refused(tiny_bert_dir, mrpc, tmp_path):
+    """Two glue_trans.py processes started at the same moment into one --output_dir: exactly one
+    trains and finishes, the other is refused at once with one line and exit code 2."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "shared_out"
+    cmd = [sys.executable, str(root / "glue_trans.py"), *argv(tiny_bert_dir, mrpc, out, "--max_steps", "300",
+                                                               "--checkpoint_steps", "-1")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    refused = next(err for code, err in results if code == 2)
+    lines = [line for line in refused.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "is in use by another run" in lines[0] and str(out) in lines[0]
+    assert "Traceback" not in refused
+    done = json.loads((out / "complete.json").read_text())
+    assert done["global_step"] == 300
