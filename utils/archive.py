@@ -75,9 +75,10 @@ def _write_overlaps(src, dst):
     from utils.overlap import STORE
     from utils.report import measure_overlaps
     from utils.runs import collect
+    from utils.tables import summarise
 
-    finished, _ = collect(src)
-    _, store = measure_overlaps(src, finished)
+    runs = collect(src)
+    _, store = measure_overlaps(src, runs, summarise(runs.finished))
     if not store.pairs:
         return 0
     write_json(dst / STORE, store.record())

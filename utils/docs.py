@@ -5,6 +5,7 @@ when one is stale (``python scripts/build_docs.py --check``).
 A block is ``<!-- generated: NAME -->`` ... ``<!-- end: NAME -->``; NAME is a key of
 :data:`GENERATORS`.
 """
+import functools
 import json
 import re
 from pathlib import Path
@@ -19,12 +20,19 @@ def _profiles():
     return markdown_table()
 
 
+@functools.lru_cache(maxsize=None)
+def _report_text(record):
+    """The report of a committed record, regenerated once per pass over the docs (several blocks
+    show sections of one report; :func:`stale` clears this cache first)."""
+    from utils.report import write_report
+
+    return write_report(ROOT / record, None, figures=False)[0]
+
+
 def _report_section(record, heading):
     """A section of the report regenerated from a committed record, from its heading to the
     next one of the same level."""
-    from utils.report import write_report
-
-    text, _, _ = write_report(ROOT / record, None, figures=False)
+    text = _report_text(record)
     level = heading.split(" ")[0] + " "
     start = text.index(heading)
     rest = text[start + len(heading):]
@@ -79,17 +87,13 @@ GENERATORS = {
 
 def render_file(text, only=None):
     """``text`` with every generated block rewritten (``only``: a set of names)."""
-    cache = {}
-
     def sub(m):
         name = m.group("name")
         if only is not None and name not in only:
             return m.group(0)
         if name not in GENERATORS:
             raise KeyError(f"unknown generated block '{name}'")
-        if name not in cache:
-            cache[name] = GENERATORS[name]().rstrip("\n") + "\n"
-        return m.group(1) + cache[name] + m.group(4)
+        return m.group(1) + GENERATORS[name]().rstrip("\n") + "\n" + m.group(4)
 
     return BLOCK.sub(sub, text)
 
@@ -99,5 +103,7 @@ def doc_files():
 
 
 def stale(files=None):
-    """The files whose generated blocks differ from what the generators write now."""
+    """The files whose generated blocks differ from what the generators write now (the records
+    are read afresh)."""
+    _report_text.cache_clear()
     return [f for f in files or doc_files() if f.is_file() and render_file(f.read_text()) != f.read_text()]

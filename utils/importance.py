@@ -260,19 +260,18 @@ def oneshot_structured(model, fraction, how, batches, normalise="size", rescale=
     and with ``rescale`` fold the least-squares scales of the kept units into the weights
     (:func:`rescale_kept_units`). Returns (masks, the score record, the scales or None, seconds
     spent scoring, seconds spent rescaling)."""
+    import copy
     import time
 
     from utils.structured import current_layout
-
-    import copy
 
     dense = copy.deepcopy(model) if rescale else None
     start = time.perf_counter()
     table, raw = unit_scores(model, current_layout(model), how, batches, normalise)
     masks = structured_prune(model, fraction, table=table)
     scored = time.perf_counter() - start
-    kept = unit_table(model, current_layout(model))["alive"]
-    record = score_record(table, raw, how, normalise, len(batches) if how in ("taylor", "fisher") else 0, kept)
+    record = score_record(table, raw, how, normalise, len(batches) if how in ("taylor", "fisher") else 0,
+                          kept_units(masks, model))
     scales, rescaled = None, 0.0
     if rescale:
         start = time.perf_counter()

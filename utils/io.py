@@ -164,32 +164,28 @@ def check_cache_dir(path, flag="--cache_dir"):
     warning (:func:`utils.data.cached_dataset`)."""
     if not path:
         return None
-    path = Path(path)
+    _refuse_below_file(Path(path), flag)
+    return Path(path)
+
+
+def _refuse_below_file(path, flag):
+    """Refuse a folder ``path`` that is a file or lies below one; returns its nearest existing
+    ancestor (``path`` itself when it exists)."""
     if path.exists() and not path.is_dir():
         raise UserError(f"{flag} {path} is a file, not a folder")
-    base = _nearest_existing(path)
+    base = path.absolute()
+    while not base.exists() and base.parent != base:
+        base = base.parent
     if not base.is_dir():
         raise UserError(f"{flag} {path}: {base} is a file, not a folder")
-    return path
-
-
-def _nearest_existing(path):
-    """``path`` or its nearest ancestor that exists."""
-    path = Path(path).absolute()
-    while not path.exists() and path.parent != path:
-        path = path.parent
-    return path
+    return base
 
 
 def check_dir_writable(path, flag):
     """Refuse, writing nothing, an output folder ``path`` (given by ``flag``) that is a file, lies
     inside a file, or cannot be created or written (a probe folder is made and removed)."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{flag} {path} is a file, not a folder")
-    base = _nearest_existing(path)
-    if not base.is_dir():
-        raise UserError(f"{flag} {path}: {base} is a file, not a folder")
+    base = _refuse_below_file(path, flag)
     try:
         os.rmdir(tempfile.mkdtemp(dir=base, prefix=".bert_tickets_probe-"))
     except OSError as err:

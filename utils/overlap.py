@@ -121,7 +121,7 @@ class OverlapStore:
 def table_overlaps(summary, records, store):
     """The overlaps a report shows, from :func:`utils.tables.summarise`'s groups.
 
-    ``records``: sha256 -> mask record (:func:`utils.runs.mask_records`). Returns ``{"cells":
+    ``records``: sha256 -> mask record (``utils.runs.collect(...).records``). Returns ``{"cells":
     {(task, set, series, level): {"omp": share, "ticket": sha, "omp_sha": sha}}, "cross":
     {(set, level): {"labels": [...], "shares": {(label_a, label_b): share}}}}``: each ticket
     against the OMP mask of the same checkpoint, set and sparsity (a fine-tuned OMP mask, else

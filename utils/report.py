@@ -15,7 +15,7 @@ from pathlib import Path
 
 from utils.io import write_json, write_text
 from utils.overlap import STORE, OverlapStore, table_overlaps
-from utils.runs import FINAL_NOTE, LABELS, METRIC_NAMES, collect, mask_records, task_label
+from utils.runs import FINAL_NOTE, LABELS, METRIC_NAMES, collect, task_label
 from utils.stats import fmt_difference, mean_std
 from utils.tables import (MASK_METHODS, comparisons, curves, fmt, md_table, pooling_notes, summarise, table2,
                           transfer_matrices, wall_rows, yes_no)
@@ -186,19 +186,21 @@ def _title(finished, unfinished, failed, eval_only):
     return f"# Lottery-ticket report ({len(finished)} finished runs, {len(unfinished)} unfinished{extra})"
 
 
-def render(finished, unfinished, transfer_sparsity=70, overlaps=None, failed=(), eval_only=()):
-    """The whole report as Markdown, the CSV tables as {name: rows}, and the summary. ``failed``
-    and ``eval_only`` runs (:class:`utils.runs.Collected`) are only listed, in their own sections."""
-    summary = summarise(finished)
+def render(finished, unfinished, transfer_sparsity=70, overlaps=None, failed=(), eval_only=(), summary=None):
+    """The whole report as Markdown, the CSV tables as {name: rows}, and the summary
+    (:func:`utils.tables.summarise` of ``finished``, computed here unless given). ``failed`` and
+    ``eval_only`` runs (:class:`utils.runs.Collected`) are only listed, in their own sections."""
+    summary = summarise(finished) if summary is None else summary
     overlaps = overlaps or {"cells": {}, "cross": {}}
-    rows, csv_t2, header = _table2(table2(summary))
+    t2 = table2(summary)
+    rows, csv_t2, header = _table2(t2)
     out = [_title(finished, unfinished, failed, eval_only), "",
            FINAL_NOTE, RULES, "", "## Table 2: highest sparsity with a matching IMP ticket", "",
            "The scores are at the matching sparsity; where no sparsity matches, at the lowest one tried (\"at N%\").", "",
            md_table(header, rows) if rows else "(no IMP-ticket fine-tunes yet)"]
-    if any(r["full_n"] == 1 for r in table2(summary)):
+    if any(r["full_n"] == 1 for r in t2):
         out += ["", "n=1: one dense seed, no standard deviation; the paper's rule falls back to ≥ mean."]
-    if any(r["full_n"] == 0 for r in table2(summary)):
+    if any(r["full_n"] == 0 for r in t2):
         out += ["", "A task without a finished dense run has no matching sparsity (missing: full model)."]
     constant = sorted(r["path"] for r in finished if r.get("undefined"))
     if constant:
@@ -245,11 +247,11 @@ def csv_text(rows):
     return buf.getvalue()
 
 
-def measure_overlaps(root, finished):
-    """(the overlaps the report shows, the store of every pair measured) for the runs under
-    ``root`` (:func:`utils.overlap.table_overlaps`)."""
+def measure_overlaps(root, runs, summary):
+    """(the overlaps the report shows, the store of every pair measured) for ``runs``
+    (:func:`utils.runs.collect` of ``root``) and their ``summary`` (:func:`utils.overlap.table_overlaps`)."""
     store = OverlapStore(root)
-    return table_overlaps(summarise(finished), mask_records(root), store), store
+    return table_overlaps(summary, runs.records, store), store
 
 
 def write_report(root, out_dir=None, figures=True, transfer_sparsity=70, bench=None):
@@ -259,8 +261,9 @@ def write_report(root, out_dir=None, figures=True, transfer_sparsity=70, bench=N
     appended (:func:`utils.bench_table.structured_speed`)."""
     runs = collect(root)
     finished, unfinished = runs
-    overlaps, store = measure_overlaps(root, finished)
-    text, tables, summary = render(finished, unfinished, transfer_sparsity, overlaps, runs.failed, runs.eval_only)
+    summary = summarise(finished)
+    overlaps, store = measure_overlaps(root, runs, summary)
+    text, tables, _ = render(finished, unfinished, transfer_sparsity, overlaps, runs.failed, runs.eval_only, summary)
     if bench is not None:
         from utils.bench_table import read_bench, structured_speed  # only with --bench
 

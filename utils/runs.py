@@ -62,13 +62,6 @@ def _mask_index(root, run_dirs, args_by_dir, results_by_dir):
     return index
 
 
-def mask_records(root):
-    """sha256 -> record of every mask under ``root`` (:func:`_mask_index`)."""
-    dirs = find_run_dirs(root)
-    return _mask_index(root, dirs, {d: read_json(d / "args.json") for d in dirs},
-                       {d: read_json(d / "results.json") for d in dirs})
-
-
 def imp_series(imp_args):
     """How an IMP run made its tickets, from its flags: round length (updates), learning rate,
     schedule and training rows. Tickets of differently made IMP runs are separate series of
@@ -194,11 +187,13 @@ def classify(args, results, complete, mask_index=None, where="complete.json"):
 class Collected(tuple):
     """``(finished, unfinished)``, as :func:`collect` always returned, plus ``failed`` (runs that
     stopped, each with the reason from its ``failed.json``) and ``eval_only`` (finished runs that
-    did not train). Neither of the two is in ``finished``, so no table ever pools them."""
+    did not train). Neither of the two is in ``finished``, so no table ever pools them.
+    ``records``: sha256 -> record of every mask under the folder (:func:`_mask_index`)."""
 
-    def __new__(cls, finished, unfinished, failed, eval_only):
+    def __new__(cls, finished, unfinished, failed, eval_only, records=None):
         self = super().__new__(cls, (finished, unfinished))
         self.finished, self.unfinished, self.failed, self.eval_only = finished, unfinished, failed, eval_only
+        self.records = records or {}
         return self
 
 
@@ -247,5 +242,5 @@ def collect(root):
             steps = (res_by[d] or {}).get("global_step")
             unfinished.append({"path": run["path"], "why": f"{run['script']} on {task_label(run['task'])}, "
                                f"no complete.json (last step {steps if steps is not None else '?'})"})
-    return Collected(finished, unfinished, failed, eval_only)
+    return Collected(finished, unfinished, failed, eval_only, index)
 
