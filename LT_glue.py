@@ -13,7 +13,7 @@ and ``checkpoint-<step>/mask.pt`` (k-th round: 10·k % sparsity) is written. Sto
 """
 from utils.args import UNUSED, add_imp_args, training_parser
 from utils.errors import run_cli
-from utils.glue import add_glue_args, glue_experiment
+from utils.glue import add_glue_args, get_task, glue_experiment
 from utils.lottery import run_imp, start_run
 from utils.models import load_model
 
@@ -30,12 +30,12 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    tokenizer = start_run(args, "LT_glue.py")
-    task, train, collator, evaluate_fn = glue_experiment(args, tokenizer)
+    tokenizer, runtime = start_run(args, "LT_glue.py")
+    task = get_task(args.task_name)
+    experiment = glue_experiment(args, runtime, tokenizer)
     model = load_model("glue", args.model_name_or_path, num_labels=task.num_labels,
-                       finetuning_task=task.name).to(args.device)
-    trainer = run_imp(args, model, train, collator, evaluate_fn, "LT_glue.py",
-                      results_extra={"task": task.name, "model": args.model_name_or_path})
+                       finetuning_task=task.name).to(runtime.device)
+    trainer = run_imp(args, runtime, model, experiment, "LT_glue.py", results_extra={"model": args.model_name_or_path})
     return trainer.results
 
 

@@ -34,11 +34,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    tokenizer = start_run(args, "LT_pretrain.py")
-    model = load_model("pretrain", args.model_name_or_path).to(args.device)
-    train, collator, evaluate_fn = mlm_experiment(args, tokenizer, model)
-    trainer = run_imp(args, model, train, collator, evaluate_fn, "LT_pretrain.py", prune_first=True,
-                      results_extra={"task": "mlm", "model": args.model_name_or_path})
+    tokenizer, runtime = start_run(args, "LT_pretrain.py")
+    model = load_model("pretrain", args.model_name_or_path).to(runtime.device)
+    experiment = mlm_experiment(args, runtime, tokenizer, model)
+    trainer = run_imp(args, runtime, model, experiment, "LT_pretrain.py", prune_first=True,
+                      results_extra={"model": args.model_name_or_path})
     return trainer.results
 
 

@@ -30,11 +30,10 @@ def parse_args(argv=None):
 
 def main(argv=None, script="LT_squad.py"):
     args = parse_args(argv)
-    tokenizer = start_run(args, script)
-    train, collator, evaluate_fn = squad_experiment(args, tokenizer)
-    model = load_model("squad", args.model_name_or_path).to(args.device)
-    trainer = run_imp(args, model, train, collator, evaluate_fn, script,
-                      results_extra={"task": "squad", "model": args.model_name_or_path})
+    tokenizer, runtime = start_run(args, script)
+    experiment = squad_experiment(args, runtime, tokenizer)
+    model = load_model("squad", args.model_name_or_path).to(runtime.device)
+    trainer = run_imp(args, runtime, model, experiment, script, results_extra={"model": args.model_name_or_path})
     return trainer.results
 
 

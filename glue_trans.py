@@ -29,12 +29,12 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     task = get_task(args.task_name)  # fail on a bad task name before loading anything
-    tokenizer = start_run(args, "glue_trans.py")
-    model, sparsity = build_transfer_model(args, "glue", num_labels=task.num_labels,
-                                           finetuning_task=task.name)
-    task, train, collator, evaluate_fn = glue_experiment(args, tokenizer)
-    trainer = run_transfer(args, model.to(args.device), sparsity, train, collator, evaluate_fn,
-                           "glue_trans.py", results_extra={"task": task.name, "model": args.model_name_or_path})
+    tokenizer, runtime = start_run(args, "glue_trans.py")
+    built = build_transfer_model(args, "glue", num_labels=task.num_labels, finetuning_task=task.name)
+    experiment = glue_experiment(args, runtime, tokenizer)
+    built.model.to(runtime.device)
+    trainer = run_transfer(args, runtime, built, experiment, "glue_trans.py",
+                           results_extra={"model": args.model_name_or_path})
     return trainer.results
 
 

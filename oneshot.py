@@ -25,8 +25,8 @@ from utils.models import HEADS, load_model
 from utils.provenance import checkpoint_identity, environment, write_record
 from utils.maskfile import save_mask
 from utils.pruning import PRUNABLE_SETS, effective_state_dict, format_sparsity, global_magnitude_prune
-from utils.structured import resolve_prunable_set, structured_prune
-from utils.train import plain_args
+from utils.structured import structured_prune
+from utils.rundir import plain_args
 
 
 def parse_args(argv=None):
@@ -50,10 +50,6 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if not 0.0 <= args.rate <= 1.0:
         p.error(f"--rate must lie in [0, 1], got {args.rate}")
-    try:
-        resolve_prunable_set(args)
-    except UserError as err:
-        p.error(str(err))
     if args.structure_score in ("taylor", "fisher"):
         p.error(f"argument --structure_score: {args.structure_score} needs a task's training batches, which "
                 "oneshot.py does not read; use oneshot_structured.py (or an IMP script)")

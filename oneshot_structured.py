@@ -29,7 +29,8 @@ from utils.models import load_model, load_tokenizer
 from utils.provenance import checkpoint_identity, environment, write_record
 from utils.maskfile import save_mask
 from utils.export import save_model_folder
-from utils.train import plain_args, set_seed, setup_device
+from utils.config import set_seed, setup_runtime
+from utils.rundir import plain_args
 
 
 def parse_args(argv=None):
@@ -73,17 +74,16 @@ def main(argv=None):
     out = check_dir_writable(args.output_dir, "--output_dir")
     if (out / "mask.pt").exists() and not args.overwrite_output_dir:
         raise UserError(f"--output_dir {out} already holds mask.pt; use --overwrite_output_dir to replace it")
-    args.local_rank, args.fp16, args.bf16 = -1, False, False
-    setup_device(args)
+    device = setup_runtime(args).device
     set_seed(args.seed)
     tokenizer = load_tokenizer(args.model_name_or_path)
     model = load_model("glue", args.model_name_or_path, num_labels=task.num_labels,
-                       finetuning_task=task.name).to(args.device)
+                       finetuning_task=task.name).to(device)
     load = lambda split, name=task.name: load_glue_dataset(  # noqa: E731
         args.data_dir, name, split, tokenizer, args.max_seq_length, data_cache_dir(args), args.overwrite_cache)
     train = train_rows(load("train"), args)
     collator = GlueCollator(tokenizer, None)
-    batches = score_batches(train, collator, args.per_gpu_train_batch_size, args.score_batches, args.seed, args.device)
+    batches = score_batches(train, collator, args.per_gpu_train_batch_size, args.score_batches, args.seed, device)
     masks, record, scales, t_score, t_rescale = oneshot_structured(
         model, args.rate, args.structure_score, batches, args.normalise, args.rescale)
     out.mkdir(parents=True, exist_ok=True)
@@ -104,7 +104,7 @@ def main(argv=None):
     if args.do_eval:
         evals = {n: first(load("dev", n), args.max_eval_samples) for n in eval_task_names(task.name)}
         start = time.perf_counter()
-        results["eval"] = evaluate_glue(model, task.name, evals, collator, args.per_gpu_eval_batch_size, args.device)
+        results["eval"] = evaluate_glue(model, task.name, evals, collator, args.per_gpu_eval_batch_size, device)
         results["seconds"]["eval"] = round(time.perf_counter() - start, 3)
         results["baseline"] = glue_baseline(task.name, evals[eval_task_names(task.name)[0]]["labels"])
     if args.rescale:

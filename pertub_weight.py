@@ -17,6 +17,7 @@ from utils.errors import run_cli
 from utils.io import check_file_writable, save_tensor_dict
 from utils.models import load_model, load_weight_file
 from utils.provenance import checkpoint_identity, environment, write_record
+from utils.rundir import plain_args
 from utils.pruning import shuffled_layer_weights
 from utils.shrink import check_swappable
 
@@ -45,7 +46,7 @@ def main(argv=None):
     write_record(out, {"kind": "shuffle", "script": "pertub_weight.py", "command": command_of("pertub_weight.py", args),
                        "seed": seed, "permutation": perm, "matrices": len(weights),
                        "checkpoint": checkpoint_identity(args.model_name_or_path, model.config),
-                       "args": vars(args), "environment": environment()})
+                       "args": plain_args(args), "environment": environment()})
     print(f"layer permutation (target <- source): {json.dumps(perm)}")
     print(f"wrote {len(weights)} matrices to {out} (record: {out.with_name(out.stem + '_provenance.json')})")
     return perm

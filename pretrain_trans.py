@@ -28,12 +28,12 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    tokenizer = start_run(args, "pretrain_trans.py")
-    model, sparsity = build_transfer_model(args, "pretrain")
-    train, collator, evaluate_fn = mlm_experiment(args, tokenizer, model)
-    trainer = run_transfer(args, model.to(args.device), sparsity, train, collator, evaluate_fn,
-                           "pretrain_trans.py",
-                           results_extra={"task": "mlm", "model": args.model_name_or_path})
+    tokenizer, runtime = start_run(args, "pretrain_trans.py")
+    built = build_transfer_model(args, "pretrain")
+    experiment = mlm_experiment(args, runtime, tokenizer, built.model)
+    built.model.to(runtime.device)
+    trainer = run_transfer(args, runtime, built, experiment, "pretrain_trans.py",
+                           results_extra={"model": args.model_name_or_path})
     return trainer.results
 
 

@@ -30,12 +30,17 @@ def parse_args(argv=None):
                    help="scripts/bench.py output (its --json_out list, or its JSON lines): append the "
                         "'Structured speed-ups' table and write structured_speed.csv")
     args = p.parse_args(argv)
-    args.mask_levels = [v for v in args.slim_masks.replace(",", " ").split() if v]
-    if any(not v.isdigit() for v in args.mask_levels):
+    levels = mask_levels(args)
+    if any(not v.isdigit() for v in levels):
         p.error(f"argument --slim_masks: give sparsities in percent, e.g. 50,60,70, not {args.slim_masks!r}")
-    if args.mask_levels and not args.slim_copy:
+    if levels and not args.slim_copy:
         p.error("argument --slim_masks: only with --slim_copy DIR")
     return args
+
+
+def mask_levels(args):
+    """``--slim_masks`` as a list of sparsities (strings of digits when valid)."""
+    return [v for v in args.slim_masks.replace(",", " ").split() if v]
 
 
 def main(argv=None):
@@ -51,7 +56,7 @@ def main(argv=None):
           + (", structured_speed.csv" if args.bench else "")
           + (f" and {len(figures)} figure(s)" if figures else ""))
     if args.slim_copy:
-        print(f"copied {slim_copy(args.runs_dir, args.slim_copy, args.mask_levels)} record files to {args.slim_copy}")
+        print(f"copied {slim_copy(args.runs_dir, args.slim_copy, mask_levels(args))} record files to {args.slim_copy}")
     return text
 
 

@@ -22,7 +22,7 @@ from utils.provenance import checkpoint_identity, describe_input, environment, w
 from utils.pruning import load_mask
 from utils.export import save_model_folder
 from utils.shrink import WEIGHTS, count_parameters, shrink_model
-from utils.train import check_output_dir, plain_args
+from utils.rundir import check_output_dir, plain_args
 
 
 def parse_args(argv=None):

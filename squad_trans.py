@@ -46,11 +46,12 @@ def main(argv=None):
         print(IMP_NOTE)
         return LT_squad.main(argv, script="squad_trans.py (IMP)")
     args = parse_args(argv)
-    tokenizer = start_run(args, "squad_trans.py")
-    model, sparsity = build_transfer_model(args, "squad")
-    train, collator, evaluate_fn = squad_experiment(args, tokenizer)
-    trainer = run_transfer(args, model.to(args.device), sparsity, train, collator, evaluate_fn,
-                           "squad_trans.py", results_extra={"task": "squad", "model": args.model_name_or_path})
+    tokenizer, runtime = start_run(args, "squad_trans.py")
+    built = build_transfer_model(args, "squad")
+    experiment = squad_experiment(args, runtime, tokenizer)
+    built.model.to(runtime.device)
+    trainer = run_transfer(args, runtime, built, experiment, "squad_trans.py",
+                           results_extra={"model": args.model_name_or_path})
     return trainer.results
 
 

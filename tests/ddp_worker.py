@@ -31,16 +31,16 @@ def checksum(tensors):
 
 def main(argv):
     args = LT_glue.parse_args(argv)
-    tokenizer = start_run(args, "LT_glue.py")
-    _, train, collator, evaluate_fn = glue_experiment(args, tokenizer)
+    tokenizer, runtime = start_run(args, "LT_glue.py")
+    experiment = glue_experiment(args, runtime, tokenizer)
     model = load_model("glue", args.model_name_or_path, num_labels=2)
-    trainer = run_imp(args, model, train, collator, evaluate_fn, "LT_glue.py")
+    trainer = run_imp(args, runtime, model, experiment, "LT_glue.py")
     masks = P.current_masks(model)
-    record = {"rank": args.rank, "world_size": args.world_size, "global_step": trainer.global_step,
+    record = {"rank": runtime.rank, "world_size": runtime.world_size, "global_step": trainer.global_step,
               "pruned": sum(int((~m).sum()) for m in masks.values()),
               "masks": checksum({k: m.float() for k, m in masks.items()}),
               "weights": checksum(P.effective_state_dict(model))}
-    Path(args.output_dir, f"rank{args.rank}.json").write_text(json.dumps(record))
+    Path(args.output_dir, f"rank{runtime.rank}.json").write_text(json.dumps(record))
 
 
 if __name__ == "__main__":

@@ -70,11 +70,11 @@ def test_lt_glue_three_rounds_nested_and_rewound(tiny_bert_dir, tmp_path):
     argv = common(tiny_bert_dir, data, out, "--evaluate_during_training", "--save_steps", "3",
                   "--logging_steps", "3", "--max_steps", "9", "--learning_rate", "1e-3")
     args = LT_glue.parse_args(argv)
-    tokenizer = start_run(args, "LT_glue.py")
-    task, train, collator, evaluate_fn = glue_experiment(args, tokenizer)
+    tokenizer, runtime = start_run(args, "LT_glue.py")
+    experiment = glue_experiment(args, runtime, tokenizer)
     model = load_model("glue", args.model_name_or_path, num_labels=2)
     pretrained = P.snapshot_state(model)
-    trainer = run_imp(args, model, train, collator, evaluate_fn, "LT_glue.py")
+    trainer = run_imp(args, runtime, model, experiment, "LT_glue.py")
 
     total = P.count_prunable(model)
     pruned, previous = 0, None

@@ -1,6 +1,7 @@
 """LT_pretrain.py and pretrain_trans.py end to end on a tiny checkpoint (masked-language
 modelling): IMP masks from step 0, rewinding, masks into the other tasks, seeded evaluation,
 block counts, bad input, and a small MiniLM run when present."""
+import dataclasses
 import json
 import math
 import random
@@ -127,11 +128,12 @@ def test_rewind_pretrained_vs_none(tiny_bert_dir, text_files, tmp_path, rewind):
     args = LT_pretrain.parse_args(mlm_argv(tiny_bert_dir, text_files, tmp_path / "out", [
         "--do_train", "--save_steps", str(S), "--max_steps", str(2 * S), "--learning_rate", "1e-2",
         "--rewind", rewind]))
-    tokenizer = start_run(args, "test")
+    tokenizer, runtime = start_run(args, "test")
     model = load_model("pretrain", args.model_name_or_path)
-    train, collator, _ = mlm_experiment(args, tokenizer, model)
+    experiment = mlm_experiment(args, runtime, tokenizer, model)
+    experiment = dataclasses.replace(experiment, evaluate=None)  # no evaluation: the weights are what is checked
     snapshot = P.snapshot_state(model)
-    trainer = run_imp(args, model, train, collator, None, "test", prune_first=True)
+    trainer = run_imp(args, runtime, model, experiment, "test", prune_first=True)
     assert trainer.global_step == 2 * S and n_pruned(P.current_masks(model)) == imp_counts(3)[-1]
     masks = {k[: -len("_mask")]: m for k, m in P.current_masks(model).items()}
     state = P.effective_state_dict(model)

@@ -17,7 +17,7 @@ from utils import pruning as P
 from utils.models import load_model
 from utils.provenance import index_dir, sha256_file, sidecar_path
 from utils.runs import collect
-from utils.train import prepare_output_dir
+from utils.rundir import prepare_output_dir
 
 
 def quiet_pooler_model(path):
@@ -100,7 +100,7 @@ def test_imp_sidecar_and_completion_marker(tiny_bert_dir, tmp_path, record_index
     assert env["versions"]["torch"] == torch.__version__ and env["versions"]["numpy"] == numpy.__version__
     assert env["versions"]["transformers"] == transformers.__version__ and env["started"]
     assert len(env.get("git_commit", "")) == 40 and isinstance(env["git_dirty"], bool)
-    assert rec["args"]["environment"] == env
+    assert rec["environment"] == env and "environment" not in rec["args"]  # the run's, once: args are the flags
     assert results["peak_memory"]["host_peak_mb"] > 50
 
 

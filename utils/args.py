@@ -8,6 +8,9 @@ import argparse
 import os
 from pathlib import Path
 
+from utils.config import freeze
+from utils.errors import UserError
+
 UNUSED = "accepted for compatibility; unused, as in the original"
 
 
@@ -48,14 +51,16 @@ NON_EMPTY = ("output_dir",)
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser that checks the range of every numeric flag (:data:`RANGES`) and keeps
-    the arguments it parsed (``args.argv``), so the command a run records is the one it ran,
-    also when ``main(argv)`` is called in-process. ``ranges`` overrides rules of :data:`RANGES` for
+    """An ArgumentParser that checks the range of every numeric flag (:data:`RANGES`) and returns
+    a frozen :class:`utils.config.Config` that keeps the arguments it parsed (``config.argv``),
+    so the command a run records is the one it ran, also when ``main(argv)`` is called
+    in-process. Flags that other flags decide (``derived``) are set before freezing. ``ranges`` overrides rules of :data:`RANGES` for
     one script (pertub_weight.py's ``--seed -1``: unseeded, as the original)."""
 
     def __init__(self, *a, ranges=None, **kw):
         super().__init__(*a, **kw)
         self.ranges = {**RANGES, **(ranges or {})}
+        self.derived = []  # (flag, fn(namespace, argv) -> value): flags another flag decides, before freezing
 
     def parse_args(self, args=None, namespace=None):
         import sys
@@ -76,8 +81,12 @@ class Parser(argparse.ArgumentParser):
             from utils.io import check_cache_dir
 
             check_cache_dir(ns.cache_dir)  # a file: refused before anything runs, not a run uncached
-        ns.argv = argv
-        return ns
+        for name, derive in self.derived:
+            try:
+                setattr(ns, name, derive(ns, argv))
+            except UserError as err:  # a conflict between flags: a usage error
+                self.error(str(err))
+        return freeze(ns, argv)
 
 
 # flags naming files or folders a run reads: its --output_dir may neither be nor hold one
@@ -206,9 +215,10 @@ def add_imp_args(p, rewind_default="pretrained"):
 
 
 def add_structure_arg(p):
-    """``--structure`` and the structured score's flags (IMP scripts and oneshot.py)."""
+    """``--structure`` and the structured score's flags (IMP scripts and oneshot.py); with
+    ``--structure heads_ffn`` the parsed ``prunable_set`` is ``no_pooler``."""
     from utils.importance import NORMALISE, SCORES
-    from utils.structured import STRUCTURES
+    from utils.structured import STRUCTURES, resolve_prunable_set
 
     p.add_argument("--structure", choices=STRUCTURES, default="unstructured",
                    help="unstructured: single weights (the paper's); heads_ffn: whole attention heads and "
@@ -225,6 +235,7 @@ def add_structure_arg(p):
     p.add_argument("--score_normalise", choices=NORMALISE, default="size",
                    help="taylor/fisher: heads and neurons on one scale by importance per weight (size), "
                         "raw importance (none), or over the RMS of the unit's layer group (layer)")
+    p.derived.append(("prunable_set", resolve_prunable_set))  # the parser must define --prunable_set
 
 
 def add_transfer_args(p):

@@ -12,12 +12,27 @@ from pathlib import Path
 
 from utils.args import command_of
 from utils.errors import UserError
-from utils.io import usual_mode
+from utils.io import atomic_write, usual_mode
 from utils.models import load_tokenizer
 from utils.provenance import environment, write_record
-from utils.pruning import unwrap
+from utils.pruning import effective_state_dict, unwrap
 from utils.shrink import STALE_WEIGHTS, TOKENIZER_FILES, WEIGHTS, record_sizes
-from utils.train import save_weights
+
+
+def save_weights(model, folder):
+    """Write the model's effective weights (plain keys) as ``model.safetensors`` plus its
+    ``config.json``: the folder loads with ``from_pretrained``, unlike the original's pickles."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state, seen = {}, set()
+    for k, v in effective_state_dict(model).items():
+        ptr = (v.data_ptr(), v.shape)
+        state[k] = v.detach().cpu().clone() if ptr in seen else v.detach().cpu().contiguous()
+        seen.add(ptr)  # tied tensors (MLM decoder = word embeddings) are stored twice
+    atomic_write(folder / WEIGHTS, lambda tmp: save_file(state, tmp))
+    unwrap(model).config.save_pretrained(folder)
 
 
 def _copy_tokenizer(source, folder):
@@ -59,18 +74,17 @@ def save_model_folder(model, out_dir, tokenizer_source):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def save_finetuned(args, model):
+def save_finetuned(args, model, script, provenance):
     """``--save_model`` of the *_trans.py scripts: the fine-tuned model (mask applied), its
     config and tokenizer into ``<output_dir>/model/``, with a provenance record beside the
-    weights (``model_provenance.json``). Returns the folder."""
+    weights (``model_provenance.json``) naming the run's inputs (``provenance``). Returns the folder."""
     folder = Path(args.output_dir) / "model"
     save_model_folder(model, folder, args.tokenizer_name or args.model_name_or_path)
-    provenance = getattr(args, "provenance", {}) or {}
     mask = provenance.get("mask") or {}
     write_record(folder / WEIGHTS, {
-        "kind": "finetuned", "script": args.script, "command": command_of(args.script.split()[0], args),
+        "kind": "finetuned", "script": script, "command": command_of(script.split()[0], args),
         "seed": args.seed, "init": args.dir or "pre", "mask": {"path": mask.get("path"), "sha256": mask.get("sha256")},
         "weight_pertub": args.weight_pertub, "checkpoint": provenance.get("checkpoint"),
-        "environment": getattr(args, "environment", None) or environment()}, getattr(args, "cache_dir", "") or None)
+        "environment": environment()}, getattr(args, "cache_dir", "") or None)
     print(f"--save_model: wrote {folder} (config.json, {WEIGHTS}, tokenizer)")
     return folder

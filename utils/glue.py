@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, SequentialSampler
 
 from utils.data import PaddingCollator, cached_dataset
 from utils.errors import UserError
+from utils.experiment import Experiment
 from utils.metrics import glue_baseline, glue_metrics
 
 
@@ -276,11 +277,10 @@ def evaluate_glue(model, task_name, eval_datasets, collator, batch_size, device,
     return result
 
 
-def glue_experiment(args, tokenizer):
-    """Data, collator and evaluation function of a GLUE run, from the scripts' flags.
-
-    Returns (task, train dataset or None without --do_train, collator, evaluate_fn) where
-    ``evaluate_fn(model) -> dict`` evaluates on the dev set(s) (MNLI: matched and mismatched).
+def glue_experiment(args, runtime, tokenizer):
+    """The :class:`utils.experiment.Experiment` of a GLUE run, from the scripts' flags: the
+    training rows (None without --do_train), the collator, ``evaluate(model) -> dict`` on the
+    dev set(s) (MNLI: matched and mismatched) and the trivial baseline on the rows evaluated.
     """
     from utils.args import data_cache_dir, first, train_rows
 
@@ -294,12 +294,11 @@ def glue_experiment(args, tokenizer):
 
     def evaluate_fn(model):
         return evaluate_glue(model, task.name, evals, collator, args.per_gpu_eval_batch_size,
-                             args.device, args.amp_dtype)
+                             runtime.device, runtime.amp_dtype)
 
     first_dev = evals[eval_task_names(task.name)[0]]
     _check_dev_rows(task, first_dev, args)
-    evaluate_fn.baseline = glue_baseline(task.name, first_dev["labels"])  # on the rows evaluated
-    return task, train, collator, evaluate_fn
+    return Experiment(task.name, train, collator, evaluate_fn, glue_baseline(task.name, first_dev["labels"]))
 
 
 def _check_dev_rows(task, dev, args):

@@ -9,15 +9,19 @@ its sparsity report, reset AdamW and the schedule; stop after the 10th pruning e
 """
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
+from utils.args import command_of, input_paths
+from utils.config import barrier, set_seed, setup_runtime
+from utils.errors import UserError
+from utils.export import save_finetuned, save_weights
 from utils.importance import event_table, kept_units, score_record
-from utils.io import write_json
+from utils.io import check_inputs_apart, claim, lock_folder, read_json, write_json
 from utils.maskfile import save_mask
-from utils.models import load_model, load_weight_file
-from utils.args import command_of
-from utils.provenance import checkpoint_identity, describe_input, write_record
+from utils.models import check_model_limits, load_model, load_tokenizer, load_weight_file
+from utils.provenance import checkpoint_identity, describe_input, run_inputs, write_record
 from utils.pruning import (
     apply_masks,
     format_sparsity,
@@ -31,18 +35,21 @@ from utils.pruning import (
     unwrap,
     warn_emptied,
 )
-from utils.structured import max_sparsity, resolve_prunable_set, structured_prune
-from utils.train import Trainer, check_plan, is_main, plain_args, save_args, save_weights
+from utils.resume import check_resumable, check_same_inputs, kill_hook, load_state
+from utils.rundir import check_output_dir, plain_args, prepare_output_dir, save_args
+from utils.schedule import check_plan
+from utils.structured import max_sparsity, structured_prune
+from utils.train import Trainer
 
 
-def _broadcast_masks(args, masks):
+def _broadcast_masks(runtime, masks):
     """Under torchrun every rank must hold rank 0's mask (one mask on every rank)."""
-    if args.world_size <= 1:
+    if runtime.world_size <= 1:
         return masks
     import torch.distributed as dist
 
     for key in masks:
-        t = masks[key].to(args.device, torch.uint8)
+        t = masks[key].to(runtime.device, torch.uint8)
         dist.broadcast(t, src=0)
         masks[key] = t.bool().cpu()
     return masks
@@ -50,12 +57,10 @@ def _broadcast_masks(args, masks):
 
 def checkpoint_dir(trainer, step):
     """``<output_dir>/checkpoint-<step>``, recorded in the folder's manifest (rank 0) before it is written."""
-    from utils.io import claim
-
-    name = f"checkpoint-{step}"
-    if trainer.args.rank == 0:
-        claim(trainer.out, (), [name])
-    return trainer.out / name
+    out, name = trainer.run_record.out, f"checkpoint-{step}"
+    if trainer.runtime.is_main:
+        claim(out, (), [name])
+    return out / name
 
 
 class IMPRunner:
@@ -65,8 +70,8 @@ class IMPRunner:
     ``checkpoint-0/mask.pt`` (the original never saved it).
     """
 
-    def __init__(self, args, model):
-        self.args = args
+    def __init__(self, args, runtime, model, script):
+        self.args, self.runtime, self.script = args, runtime, script
         self.model = model
         self.rounds = args.imp_rounds
         self.pruning_step = 0
@@ -74,16 +79,20 @@ class IMPRunner:
         self.snapshot = snapshot_state(model) if need_snapshot else None
         self.identity = checkpoint_identity(args.model_name_or_path, unwrap(model).config)
 
+    def environment(self, trainer):
+        """The run's environment, as its args.json recorded it when the run started."""
+        return (read_json(trainer.run_record.out / "args.json") or {}).get("environment")
+
     def mask_record(self, trainer, step, report):
         """The provenance record of the mask written at this pruning event."""
         args = self.args
         rec = {"kind": "imp", "structure": args.structure, "script": trainer.results.get("script"),
-                "command": command_of(args.script.split()[0], args), "task": trainer.results.get("task"), "seed": args.seed,
+                "command": command_of(self.script.split()[0], args), "task": trainer.results.get("task"), "seed": args.seed,
                 "pruning_event": self.pruning_step, "imp_rounds": self.rounds, "step": step,
                 "prunable_set": args.prunable_set, "sparsity": report["prunable"]["sparsity"],
                 "sparsity_paper_set": model_sparsity(self.model),
                 "emptied": [e["key"] for e in report["emptied"]],
-                "checkpoint": self.identity, "args": plain_args(args)}
+                "checkpoint": self.identity, "args": plain_args(args), "environment": self.environment(trainer)}
         if "structure" in report:
             rec["structured"] = report["structure"]
         return rec
@@ -93,23 +102,23 @@ class IMPRunner:
         args = self.args
         scored = None
         if args.structure == "heads_ffn":  # after k events, k/rounds of the encoder (to a unit)
-            table, scored = event_table(args, unwrap(self.model), trainer.train_dataset, trainer.collate_fn,
-                                        self.pruning_step + 1)
+            table, scored = event_table(args, unwrap(self.model), trainer.experiment.train,
+                                        trainer.experiment.collate, self.pruning_step + 1)
             masks = structured_prune(self.model, (self.pruning_step + 1) / self.rounds, impl=args.mask_impl,
                                      table=table)
         else:
             amount = imp_amount(self.pruning_step, self.rounds)
             masks = global_magnitude_prune(self.model, amount, impl=args.mask_impl,
                                            prunable_set=args.prunable_set)
-        if args.world_size > 1:
-            apply_masks(self.model, _broadcast_masks(args, masks), args.mask_impl)
+        if self.runtime.world_size > 1:
+            apply_masks(self.model, _broadcast_masks(self.runtime, masks), args.mask_impl)
         self.pruning_step += 1
         if self.snapshot is not None:
             rewind(self.model, self.snapshot, include_head=args.rewind_head,
                    include_backbone=args.rewind == "pretrained")
         path = checkpoint_dir(trainer, step) / "mask.pt"
         report = None
-        if trainer.args.rank == 0:
+        if self.runtime.is_main:
             report = save_mask(path, masks, model=unwrap(self.model), fmt=args.mask_format,
                                prunable_set=args.prunable_set, structure=args.structure)
             record = write_record(path, self.mask_record(trainer, step, report), args.cache_dir or None)
@@ -120,15 +129,15 @@ class IMPRunner:
             print(format_sparsity(report))
             trainer.results.setdefault("masks", []).append(
                 {"step": step, "pruning_event": self.pruning_step,
-                 "sparsity": report["prunable"]["sparsity"], "path": str(path.relative_to(trainer.out)),
+                 "sparsity": report["prunable"]["sparsity"], "path": str(path.relative_to(trainer.run_record.out)),
                  "sha256": record["sha256"]})
-            trainer.write_results()
+            trainer.run_record.write()
         trainer.reset_optimizer()
         return report
 
     def on_save(self, trainer, step):
         """Hook for :class:`utils.train.Trainer` at every ``--save_steps``."""
-        if self.args.save_round_weights and trainer.args.rank == 0:
+        if self.args.save_round_weights and self.runtime.is_main:
             save_weights(self.model, checkpoint_dir(trainer, step))  # round just trained
         self.prune(trainer, step)
         return "stop" if self.pruning_step >= self.rounds else None
@@ -138,56 +147,59 @@ class FinishedRun:
     """What a finished run's folder holds, for ``--resume`` on a run that had ended."""
 
     def __init__(self, args):
-        from utils.io import read_json
-
         self.results = read_json(Path(args.output_dir) / "results.json") or {}
         self.global_step = self.results.get("global_step")
         print(f"--resume: the run in {args.output_dir} is finished (complete.json); nothing to do")
 
 
-def begin(args, model=None):
-    """``--resume`` checks (before anything is written), then :func:`open_run`. Returns a
-    :class:`FinishedRun` when the run had already ended, else None. What the run reads (the
-    checkpoint's weights, the data files, by sha256) goes into ``args.provenance`` (args.json);
-    a resumed run must find the very files it started from (:func:`utils.resume.check_same_inputs`)."""
-    from utils.provenance import run_inputs
-    from utils.resume import check_resumable, check_same_inputs
-
+def begin(args, runtime, script, model=None, provenance=None):
+    """``--resume`` checks (before anything is written), then :func:`open_run`. Returns
+    ``(finished, provenance)``: a :class:`FinishedRun` when the run had already ended (else None),
+    and ``provenance`` completed with what the run reads (the checkpoint's weights, the data
+    files, by sha256), for args.json; a resumed run must find the very files it started from
+    (:func:`utils.resume.check_same_inputs`)."""
     resume = getattr(args, "resume", False)
     if resume and check_resumable(args) == "finished":
-        return FinishedRun(args)
-    args.provenance = run_inputs(args, unwrap(model).config if model is not None else None)
+        return FinishedRun(args), provenance
+    provenance = run_inputs(args, unwrap(model).config if model is not None else None, provenance)
     if resume:
-        check_same_inputs(args)
-    open_run(args)
-    return None
+        check_same_inputs(args, provenance)
+    open_run(args, runtime, script, provenance)
+    return None, provenance
+
+
+def make_trainer(args, runtime, model, experiment, script, on_save, extra, prunable_set):
+    """The run's :class:`Trainer`, with the tests' fault injection installed when asked for
+    (:func:`utils.resume.kill_hook`)."""
+    trainer = Trainer(args, runtime, model, experiment, script=script, on_save=on_save, results_extra=extra,
+                      prunable_set=prunable_set)
+    hook = kill_hook()
+    if hook is not None:
+        trainer.after_update.append(hook)
+    return trainer
 
 
 def restore(args, trainer):
     """With ``--resume``: load the latest state into ``trainer`` (its inputs were compared by :func:`begin`)."""
     if getattr(args, "resume", False):
-        from utils.resume import load_state
-
-        trainer.resume_from(load_state(args))
+        trainer.checkpoints.restore(load_state(args.output_dir))
         return True
     return False
 
 
-def run_imp(args, model, train_dataset, collate_fn, evaluate_fn, script, prune_first=False,
-            results_extra=None):
+def run_imp(args, runtime, model, experiment, script, prune_first=False, results_extra=None):
     """Run IMP end to end; returns the :class:`Trainer` (its ``results`` hold everything)."""
-    structure_plan(args, model, check_imp_plan(args, len(train_dataset), prune_first))
-    finished = begin(args, model)
+    structure_plan(args, model, check_imp_plan(args, runtime, len(experiment.train), prune_first))
+    finished, _ = begin(args, runtime, script, model)
     if finished is not None:
         return finished
-    runner = IMPRunner(args, model)
-    extra = {"kind": "imp", "rewind": args.rewind, "rewind_head": args.rewind_head,
+    runner = IMPRunner(args, runtime, model, script)
+    extra = {"kind": "imp", "task": experiment.task, "rewind": args.rewind, "rewind_head": args.rewind_head,
              "round_schedule": args.round_schedule, "prunable_set": args.prunable_set,
              "structure": args.structure, **(results_extra or {})}
-    trainer = Trainer(args, model, train_dataset, collate_fn, evaluate_fn, script=script,
-                      on_save=runner.on_save, results_extra=extra)
-    trainer.state_hooks["imp"] = (lambda: {"pruning_step": runner.pruning_step},
-                                  lambda st: setattr(runner, "pruning_step", st["pruning_step"]))
+    trainer = make_trainer(args, runtime, model, experiment, script, runner.on_save, extra, args.prunable_set)
+    trainer.checkpoints.hooks["imp"] = (lambda: {"pruning_step": runner.pruning_step},
+                                        lambda st: setattr(runner, "pruning_step", st["pruning_step"]))
     if args.round_schedule == "per_round" and args.save_steps > 0:
         trainer.schedule_steps = args.save_steps
         trainer.reset_optimizer()
@@ -200,10 +212,18 @@ def run_imp(args, model, train_dataset, collate_fn, evaluate_fn, script, prune_f
     return trainer
 
 
+class Built(NamedTuple):
+    """A fixed-mask script's model: the model, its initial sparsity (percent, the original's
+    "model 0"), the prunable set its mask was made on, and the provenance of what was loaded."""
+    model: torch.nn.Module
+    sparsity: float
+    prunable_set: str
+    provenance: dict
+
+
 def build_transfer_model(args, kind, **config_overrides):
     """Model for the *_trans scripts (docs/faithfulness.md §4.1): ``--dir`` pre|rand, then ``--weight_pertub``,
-    then ``--mask_dir``. Prints ``model 0: <sparsity>`` as the original and returns
-    (model, initial sparsity in percent)."""
+    then ``--mask_dir``. Prints ``model 0: <sparsity>`` as the original and returns a :class:`Built`."""
     init = args.dir or "pre"
     model = load_model(kind, args.model_name_or_path, init=init, seed=args.seed, **config_overrides)
     identity = checkpoint_identity(args.model_name_or_path, model.config, init=init)
@@ -213,53 +233,50 @@ def build_transfer_model(args, kind, **config_overrides):
         n = load_weight_file(model, args.weight_pertub)
         provenance["weight_pertub"] = describe_input(args.weight_pertub, identity, "--weight_pertub", cache)
         print(f"--weight_pertub: {n} tensors loaded from {args.weight_pertub}")
-    args.prunable_set = "paper"
+    prunable_set = "paper"
     if args.mask_dir:
         masks = load_mask(args.mask_dir, model)
         provenance["mask"] = describe_input(args.mask_dir, identity, "mask", cache)
         record = provenance["mask"]["record"] or {}
-        args.prunable_set = record.get("prunable_set", "paper")
-        warn_emptied(sparsity_report(masks, prunable_set=args.prunable_set), args.mask_dir)
+        prunable_set = record.get("prunable_set", "paper")
+        warn_emptied(sparsity_report(masks, prunable_set=prunable_set), args.mask_dir)
         apply_masks(model, masks, impl=args.mask_impl)
         if not provenance["mask"]["record"]:
             print(f"note: no provenance record found for mask {args.mask_dir} (no sidecar beside it, "
                   "and its sha256 is not in the record index); the run records its sha256 only",
                   file=sys.stderr)
-    args.provenance = provenance  # args.json (written by open_run) says what was loaded
     sparsity = model_sparsity(model)
     print(f"model 0: {sparsity}")
-    return model, sparsity
+    return Built(model, sparsity, prunable_set, provenance)
 
 
-def run_transfer(args, model, initial_sparsity, train_dataset, collate_fn, evaluate_fn, script,
-                 final_eval=True, results_extra=None):
-    """Fine-tune with the mask fixed; ``result.pt`` starts with the initial sparsity (docs/faithfulness.md §4.1).
-    ``final_eval`` adds the one evaluation after training (glue_trans/squad_trans)."""
+def run_transfer(args, runtime, built, experiment, script, final_eval=True, results_extra=None):
+    """Fine-tune ``built.model`` with its mask fixed; ``result.pt`` starts with the initial sparsity
+    (docs/faithfulness.md §4.1). ``final_eval`` adds the one evaluation after training (glue_trans/squad_trans)."""
+    model = built.model
+
     def save_checkpoint(trainer, step):
-        if trainer.args.rank == 0:
+        if runtime.is_main:
             save_weights(model, checkpoint_dir(trainer, step))
 
-    on_save = save_checkpoint if args.save_steps > 0 else None
     if args.do_train:
-        check_plan(args, len(train_dataset))
-    finished = begin(args, model)
+        check_plan(args, len(experiment.train), world_size=runtime.world_size)
+    finished, provenance = begin(args, runtime, script, model, built.provenance)
     if finished is not None:
         return finished
     kind = "finetune" if args.do_train else "eval_only"  # an evaluation alone is never pooled with trained runs
-    extra = {"kind": kind, "init": args.dir or "pre", "mask": args.mask_dir, "weight_pertub": args.weight_pertub,
-             "initial_sparsity": initial_sparsity, **(results_extra or {})}
-    trainer = Trainer(args, model, train_dataset, collate_fn, evaluate_fn, script=script,
-                      on_save=on_save, results_extra=extra)
-    trainer.record.append(initial_sparsity)
+    extra = {"kind": kind, "task": experiment.task, "init": args.dir or "pre", "mask": args.mask_dir, "weight_pertub": args.weight_pertub,
+             "initial_sparsity": built.sparsity, **(results_extra or {})}
+    trainer = make_trainer(args, runtime, model, experiment, script,
+                           save_checkpoint if args.save_steps > 0 else None, extra, built.prunable_set)
+    trainer.run_record.record.append(built.sparsity)
     restore(args, trainer)
     if args.do_train:
         trainer.train()
-    if final_eval and trainer.args.rank == 0 and evaluate_fn is not None:
+    if final_eval and runtime.is_main and experiment.evaluate is not None:
         trainer.results["final"] = trainer.evaluate(tag="final")
-    if getattr(args, "save_model", False) and trainer.args.rank == 0:
-        from utils.export import save_finetuned
-
-        trainer.results["saved_model"] = str(save_finetuned(args, model))
+    if getattr(args, "save_model", False) and runtime.is_main:
+        trainer.results["saved_model"] = str(save_finetuned(args, model, script, provenance))
     trainer.finish()
     return trainer
 
@@ -267,14 +284,9 @@ def run_transfer(args, model, initial_sparsity, train_dataset, collate_fn, evalu
 def start_run(args, script):
     """Common start of every training script, writing nothing: flag and output-folder checks (an
     output folder holding an input is refused; one another run is writing is refused at once,
-    through its lock), the model's limits, device, seed; returns the tokenizer. The first writes come from
-    :func:`open_run`, once the model, the mask and the data have been checked too."""
-    from utils.args import input_paths
-    from utils.errors import UserError
-    from utils.io import check_inputs_apart, lock_folder
-    from utils.models import check_model_limits, load_tokenizer
-    from utils.train import check_output_dir, set_seed, setup_device
-
+    through its lock), the model's limits, device, seed. Returns ``(tokenizer, runtime)``. The
+    first writes come from :func:`open_run`, once the model, the mask and the data have been
+    checked too."""
     if args.model_type.lower() != "bert":
         raise UserError(f"--model_type {args.model_type}: only bert is supported by the pruning code")
     if hasattr(args, "imp_rounds") and not args.do_train:  # the IMP scripts' flags
@@ -283,37 +295,31 @@ def start_run(args, script):
     check_output_dir(args)
     check_inputs_apart(args.output_dir, input_paths(args))
     check_model_limits(args)
-    setup_device(args)
-    if is_main(args) and Path(args.output_dir).is_dir():
+    runtime = setup_runtime(args)
+    if runtime.is_main and Path(args.output_dir).is_dir():
         lock_folder(args.output_dir, create=False)  # another run writing there: refused now, not later
     set_seed(args.seed)
-    args.script = script
     flag = "--tokenizer_name" if args.tokenizer_name else "--model_name_or_path"
-    return load_tokenizer(args.tokenizer_name or args.model_name_or_path,
-                          do_lower_case=True if getattr(args, "do_lower_case", False) else None, flag=flag)
+    tokenizer = load_tokenizer(args.tokenizer_name or args.model_name_or_path,
+                               do_lower_case=True if getattr(args, "do_lower_case", False) else None, flag=flag)
+    return tokenizer, runtime
 
 
-def open_run(args):
+def open_run(args, runtime, script, provenance):
     """The run's first writes, after every input was checked: the output folder (a completion
     marker left there is removed) and ``args.json``. Under torchrun rank 0 writes, the others
     wait."""
-    from utils.train import is_main, prepare_output_dir
-
-    if is_main(args):
+    if runtime.is_main:
         prepare_output_dir(args)
         if not getattr(args, "resume", False):  # a resumed run keeps the args.json it started with
-            save_args(args, args.script)
-    if args.world_size > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
+            save_args(args, runtime, script, provenance)
+    barrier(runtime)
 
 
 def structure_plan(args, model, events):
     """``--structure heads_ffn``: the pooler stays dense (``--prunable_set no_pooler``; an
     explicit ``--prunable_set paper`` conflicts), and the events beyond the one-head rule's
-    largest sparsity are announced."""
-    resolve_prunable_set(args)
+    largest sparsity are announced (the parser already made the prunable set ``no_pooler``)."""
     if args.structure != "heads_ffn":
         return
     top = max_sparsity(unwrap(model))
@@ -324,13 +330,12 @@ def structure_plan(args, model, events):
               f"{args.imp_rounds} remove every remaining FFN neuron and all heads but one per layer")
 
 
-def check_imp_plan(args, n_train, prune_first=False):
+def check_imp_plan(args, runtime, n_train, prune_first=False):
     """Refuse an IMP run that would never prune; say when it will stop before the last event."""
-    from utils.errors import UserError
-
     if args.save_steps <= 0:
         raise UserError("--save_steps 0: IMP prunes every --save_steps updates, so this run would never prune")
-    total = check_plan(args, n_train, args.save_steps if args.round_schedule == "per_round" else None)
+    total = check_plan(args, n_train, args.save_steps if args.round_schedule == "per_round" else None,
+                       runtime.world_size)
     events = min(args.imp_rounds, total // args.save_steps + (1 if prune_first else 0))
     if events == 0:
         raise UserError(f"--save_steps {args.save_steps} is longer than the whole run ({total} updates): IMP "

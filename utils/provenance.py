@@ -119,13 +119,13 @@ def data_files(args):
     return [f for f in dict.fromkeys(files) if f.is_file()]
 
 
-def run_inputs(args, config=None):
+def run_inputs(args, config=None, provenance=None):
     """What a run records, when it starts, of the files it reads (``args.json`` ``provenance``):
-    what it already holds (the mask, the weight file, the checkpoint of a fixed-mask run), the
+    what ``provenance`` already holds (the mask, the weight file, the checkpoint of a fixed-mask run), the
     checkpoint's identity with its weights file's sha256 (from ``config``, for an IMP run) and
     ``data``: ``{path: sha256}`` of every data file (:func:`data_files`). ``--resume`` compares
     them (:func:`utils.resume.check_same_inputs`)."""
-    prov = dict(getattr(args, "provenance", None) or {})
+    prov = dict(provenance or {})
     if "checkpoint" not in prov and config is not None:
         prov["checkpoint"] = checkpoint_identity(args.model_name_or_path, config)
     prov["data"] = {str(f): sha256_file(f) for f in data_files(args)}

@@ -17,8 +17,9 @@ a changed input file (the mask, the weight file, the checkpoint's weights, a dat
 sha256 are recorded in ``args.json`` when the run starts, :func:`check_same_inputs`).
 
 Two deterministic fault-injection points serve the tests: ``BERT_TICKETS_KILL_AT_STEP=k``
-(SIGKILL right after update k) and ``BERT_TICKETS_KILL_IN_WRITE=<file name>`` (SIGKILL half-way
-through writing that file, before it is renamed into place; see :mod:`utils.io`).
+installs :func:`kill_hook` on the trainer (SIGKILL right after update k; nothing is installed
+without the variable) and ``BERT_TICKETS_KILL_IN_WRITE=<file name>`` (SIGKILL half-way through
+writing that file, before it is renamed into place; see :mod:`utils.io`).
 """
 import os
 import random
@@ -37,23 +38,26 @@ STATE, PREVIOUS = "state.pt", "state.prev.pt"
 MAY_DIFFER = {"per_gpu_eval_batch_size", "num_workers", "logging_steps", "evaluate_during_training",
               "overwrite_output_dir", "resume", "cache_dir", "overwrite_cache", "local_rank", "no_cuda",
               "do_eval", "eval_all_checkpoints", "server_ip", "server_port", "fp16_opt_level", "checkpoint_steps"}
-RUNTIME = {"device", "n_gpu", "amp_dtype", "world_size", "rank", "script", "environment", "provenance", "argv",
-           "command"}
 
 
-def state_dir(args):
-    return Path(args.output_dir) / "resume"
+def state_dir(output_dir):
+    return Path(output_dir) / "resume"
 
 
-def kill_at_step(step, before=None):
-    """Fault injection for tests: SIGKILL this process right after update ``step`` (after
-    ``before()``, e.g. waiting for a state being written, so the kill point is deterministic)."""
+def kill_hook():
+    """Fault injection for tests: with ``BERT_TICKETS_KILL_AT_STEP=k`` in the environment, an
+    ``after_update(trainer)`` hook that SIGKILLs this process right after update k (once the state
+    being written is on disk, so the kill point is deterministic); None without it."""
     target = os.environ.get("BERT_TICKETS_KILL_AT_STEP")
-    if target is not None and int(target) == step:
-        if before is not None:
-            before()
-        sys.stdout.flush()
-        os.kill(os.getpid(), signal.SIGKILL)
+    if target is None:
+        return None
+
+    def kill(trainer):
+        if trainer.global_step == int(target):
+            trainer.checkpoints.wait()
+            sys.stdout.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+    return kill
 
 
 def rng_states():
@@ -94,7 +98,7 @@ def _join(obj, tensors):
     return obj
 
 
-def save_state(args, state):
+def save_state(output_dir, state):
     """Write ``state`` as the latest state (one safetensors file: every tensor in its body, the
     rest pickled into its header); the state before it becomes the previous state."""
     import base64
@@ -102,7 +106,7 @@ def save_state(args, state):
 
     from safetensors.torch import save_file
 
-    folder = state_dir(args)
+    folder = state_dir(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
     latest, previous = folder / STATE, folder / PREVIOUS
     tensors = {}
@@ -129,9 +133,9 @@ def read_state(path):
     return _join(meta, load_file(str(path)))
 
 
-def load_state(args):
+def load_state(output_dir):
     """The latest readable state (the previous one, with a warning, when the latest is damaged)."""
-    folder = state_dir(args)
+    folder = state_dir(output_dir)
     errors = []
     for name in (STATE, PREVIOUS):
         path = folder / name
@@ -150,15 +154,16 @@ def load_state(args):
                     "start it again without --resume)")
 
 
-def check_resumable(args):
+def check_resumable(config):
     """Before anything is loaded: a finished run says so; a run made by another command is refused
-    naming the first flag that differs. Returns ``"finished"`` or ``"resume"``."""
-    out = Path(args.output_dir)
+    naming the first flag that differs (the configuration's fields that both runs have, but
+    :data:`MAY_DIFFER`). Returns ``"finished"`` or ``"resume"``."""
+    out = Path(config.output_dir)
     saved = read_json(out / "args.json")
     if saved is None:
         raise UserError(f"--resume: {out} has no args.json: there is no run to resume there")
-    current = vars(args)
-    for key in sorted(set(saved) & set(current) - MAY_DIFFER - RUNTIME):  # flags both runs have
+    current = config.fields()
+    for key in sorted(set(saved) & set(current) - MAY_DIFFER):  # flags both runs have
         a, b = saved[key], current[key]
         if isinstance(b, tuple):
             b = list(b)
@@ -179,14 +184,14 @@ def _short(digest):
     return str(digest)[:12] if digest else "none"
 
 
-def check_same_inputs(args):
+def check_same_inputs(args, now):
     """On resume the run reads the very files it started from: the mask and weight file, the
     checkpoint's weights file (IMP's rewind target comes from it) and every data file, compared
-    by sha256 with what ``args.json`` recorded when the run started (``args.provenance`` holds
-    what this start found, :func:`utils.provenance.run_inputs`). A run recorded before a kind of
-    record existed is not checked for it. Refused in one line naming the file."""
+    by sha256 with what ``args.json`` recorded when the run started (``now`` is what this start
+    found, :func:`utils.provenance.run_inputs`). A run recorded before a kind of record existed
+    is not checked for it. Refused in one line naming the file."""
     saved = (read_json(Path(args.output_dir) / "args.json") or {}).get("provenance") or {}
-    now = getattr(args, "provenance", None) or {}
+    now = now or {}
     fix = "resume only with the files the run started from, or start it again without --resume"
     for what, flag in (("mask", "mask_dir"), ("weight_pertub", "weight_pertub")):
         a, b = (saved.get(what) or {}).get("sha256"), (now.get(what) or {}).get("sha256")

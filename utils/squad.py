@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, SequentialSampler
 
 from utils.data import PaddingCollator, cached_dataset
 from utils.errors import UserError
+from utils.experiment import Experiment
 from utils.io import write_json
 from utils.metrics import squad_scores
 
@@ -446,11 +447,10 @@ def _squad_path(args, name, default):
                     "the original is not available offline")
 
 
-def squad_experiment(args, tokenizer):
-    """Data, collator and evaluation function of a SQuAD run, from the scripts' flags.
-
-    Returns (train features or None without --do_train, collator, evaluate_fn); evaluation
-    writes predictions.json and nbest_predictions.json into --output_dir.
+def squad_experiment(args, runtime, tokenizer):
+    """The :class:`utils.experiment.Experiment` of a SQuAD run, from the scripts' flags: training
+    features (None without --do_train), the collator, ``evaluate(model)`` (it writes
+    predictions.json and nbest_predictions.json into --output_dir) and the empty-answer baseline.
     """
     from utils.args import data_cache_dir, train_rows
 
@@ -473,8 +473,7 @@ def squad_experiment(args, tokenizer):
 
     def evaluate_fn(model):
         return evaluate_squad(model, examples, features, collator, args.per_gpu_eval_batch_size,
-                              args.device, args.amp_dtype, args.n_best_size, args.max_answer_length,
+                              runtime.device, runtime.amp_dtype, args.n_best_size, args.max_answer_length,
                               output_dir=args.output_dir)
 
-    evaluate_fn.baseline = {"metric": "f1", "value": 0.0, "what": "empty answer"}
-    return train, collator, evaluate_fn
+    return Experiment("squad", train, collator, evaluate_fn, {"metric": "f1", "value": 0.0, "what": "empty answer"})

@@ -254,15 +254,15 @@ def structure_report(masks, d):
     }
 
 
-def resolve_prunable_set(args):
-    """``--structure heads_ffn`` leaves the pooler dense: ``args.prunable_set`` becomes
-    ``no_pooler``; an explicit ``--prunable_set paper`` on the command line conflicts."""
-    if getattr(args, "structure", "unstructured") != "heads_ffn":
-        if getattr(args, "structure_score", "magnitude") != "magnitude":
-            raise UserError(f"--structure_score {args.structure_score} ranks heads and neurons: it needs "
+def resolve_prunable_set(ns, argv=()):
+    """The prunable set the parsed flags ``ns`` mean: ``--structure heads_ffn`` leaves the pooler
+    dense (``no_pooler``), and an explicit ``--prunable_set paper`` in ``argv`` conflicts with it."""
+    if getattr(ns, "structure", "unstructured") != "heads_ffn":
+        if getattr(ns, "structure_score", "magnitude") != "magnitude":
+            raise UserError(f"--structure_score {ns.structure_score} ranks heads and neurons: it needs "
                             "--structure heads_ffn")
-        return
-    if "--prunable_set" in getattr(args, "argv", []) and args.prunable_set == "paper":
+        return ns.prunable_set
+    if "--prunable_set" in argv and ns.prunable_set == "paper":
         raise UserError("--structure heads_ffn leaves the pooler dense: it cannot be combined with "
                         "--prunable_set paper")
-    args.prunable_set = "no_pooler"
+    return "no_pooler"

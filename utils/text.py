@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, SequentialSampler
 
 from utils.data import cached_dataset
 from utils.errors import UserError
+from utils.experiment import Experiment
 
 SNIFF_BYTES = 1 << 20  # the cheap "is this text?" check reads the first 1 MB only
 
@@ -282,10 +283,10 @@ def add_text_args(parser):
            "masks from the global RNG at every evaluation, as the original")
 
 
-def mlm_experiment(args, tokenizer, model):
-    """Data, collator and evaluation function of an MLM run, from the scripts' flags.
-
-    Returns (train dataset or None without --do_train, collator, evaluate_fn or None).
+def mlm_experiment(args, runtime, tokenizer, model):
+    """The :class:`utils.experiment.Experiment` of an MLM run, from the scripts' flags: training
+    blocks (None without --do_train), the collator, ``evaluate`` (None without --eval_data_file)
+    and the most-frequent-token baseline.
     """
     from utils.args import data_cache_dir, first, train_rows
     from utils.errors import UserError
@@ -303,19 +304,18 @@ def mlm_experiment(args, tokenizer, model):
     if not args.eval_data_file:
         print("note: no --eval_data_file: this run ends without a score (its complete.json has no headline, "
               "and the report lists it as finished without a score, in no table)")
-        return train, collator, None
+        return Experiment("mlm", train, collator)
     evals = first(load(args.eval_data_file), args.max_eval_samples)
     seed = args.seed if args.eval_masking == "fixed" else None
 
     def evaluate_fn(m):
-        return evaluate_mlm(m, evals, tokenizer, args.per_gpu_eval_batch_size, args.device,
-                            args.amp_dtype, args.mlm_probability, seed=seed)
+        return evaluate_mlm(m, evals, tokenizer, args.per_gpu_eval_batch_size, runtime.device,
+                            runtime.amp_dtype, args.mlm_probability, seed=seed)
 
-    evaluate_fn.baseline = mlm_baseline(evals, tokenizer, args.per_gpu_eval_batch_size,
-                                        args.mlm_probability, seed if seed is not None else args.seed)
-    if evaluate_fn.baseline is None:  # before anything is written: evaluating would fail mid-run
+    baseline = mlm_baseline(evals, tokenizer, args.per_gpu_eval_batch_size, args.mlm_probability,
+                            seed if seed is not None else args.seed)
+    if baseline is None:  # before anything is written: evaluating would fail mid-run
         raise UserError(f"--eval_data_file {args.eval_data_file}: no token of its {len(evals)} row(s) is masked "
                         f"(every token is special, or --mlm_probability {args.mlm_probability:g} selects none): "
                         "the masked-LM evaluation would have nothing to score")
-
-    return train, collator, evaluate_fn
+    return Experiment("mlm", train, collator, evaluate_fn, baseline)

@@ -127,23 +127,26 @@ def random_batch(batch, seq, vocab, seed, device):
 
 # --- trainers and timing --------------------------------------------------------------------
 
-def make_trainer(model, batch, opts, batch_size, amp=None, train_dataset=None, collate_fn=None):
+def make_trainer(model, batch, opts, batch_size, amp=None, train_dataset=None, collate_fn=None, output_dir=None):
     """A real ``utils.train.Trainer`` (AdamW, schedule, clipping, gradient masker)."""
     from utils.args import training_parser
-    from utils.train import Trainer, setup_device
+    from utils.config import setup_runtime
+    from utils.experiment import Experiment
+    from utils.train import Trainer
 
-    argv = ["--output_dir", opts.tmp, "--per_gpu_train_batch_size", str(batch_size),
+    argv = ["--output_dir", str(output_dir or opts.tmp), "--per_gpu_train_batch_size", str(batch_size),
             "--max_steps", "1000000", "--save_steps", "0", "--logging_steps", "0",
             "--seed", str(opts.seed)]
     if opts.device.type == "cpu":
         argv.append("--no_cuda")
     if amp:
         argv.append(f"--{amp}")
-    args = setup_device(training_parser("bench").parse_args(argv))
-    model.to(args.device).train()
+    config = training_parser("bench").parse_args(argv)
+    runtime = setup_runtime(config)
+    model.to(runtime.device).train()
     if train_dataset is None:  # the timed batch is passed in by hand; the loader is never used
         train_dataset, collate_fn = [batch], (lambda rows: rows[0])
-    return Trainer(args, model, train_dataset, collate_fn, script="bench.py")
+    return Trainer(config, runtime, model, Experiment("bench", train_dataset, collate_fn), script="bench.py")
 
 
 def synchronize(device):

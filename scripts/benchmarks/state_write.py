@@ -4,7 +4,7 @@ A BERT-base-shaped model (``--quick``: 2 layers, 64 wide) with a 50 % mask takes
 ``utils.train.Trainer`` step, so AdamW holds both moments. Then, each ``--prune_repeats``
 times: the effective weights alone written with safetensors; the whole state written
 synchronously (``utils.resume.save_state``: weights, masks, AdamW, schedule, RNGs); and the
-time training waits for ``Trainer.save_state``, which copies the state in memory and writes it
+time training waits for ``Checkpointer.save``, which copies the state in memory and writes it
 in a background thread. Every timed write starts after ``os.sync()`` (no dirty pages), the two
 files in alternating order. Targets: the state's write throughput (MB/s) at least 80 % of the
 weights-only write's, and training waiting no longer than a weights-only write would take.
@@ -33,17 +33,16 @@ def figure_state_write(opts):
     model = build_model(shape, opts.seed)
     global_magnitude_prune(model, 0.5)
     batch = random_batch(2, 16, SHAPES[shape][4], opts.seed, opts.device)
-    trainer = make_trainer(model, batch, opts, 2)
-    timed_step(trainer, batch, opts.device)  # AdamW's moments exist from here on
     out = Path(opts.tmp) / "state_write"
-    trainer.args.output_dir = str(out)
+    trainer = make_trainer(model, batch, opts, 2, output_dir=out)
+    timed_step(trainer, batch, opts.device)  # AdamW's moments exist from here on
     weights_s, copy_s, state_s, wait_s = [], [], [], []
     weights_path = out / "weights.safetensors"
     out.mkdir(parents=True, exist_ok=True)
     for rep in range(opts.prune_repeats):
         weights = {k: v.detach().cpu().contiguous() for k, v in effective_state_dict(model).items()}
         start = time.perf_counter()
-        state = trainer.state()  # the in-memory copy
+        state = trainer.checkpoints.state()  # the in-memory copy
         copy_s.append(time.perf_counter() - start)
         # each write starts with no dirty pages (os.sync), in alternating order: otherwise one
         # write pays for the other's writeback and the ratio measures the page cache
@@ -53,14 +52,14 @@ def figure_state_write(opts):
             if which == "weights":
                 save_file(weights, str(weights_path))
             else:
-                save_state(trainer.args, state)  # the file alone
+                save_state(out, state)  # the file alone
             (weights_s if which == "weights" else state_s).append(time.perf_counter() - start)
         del state
         os.sync()
         start = time.perf_counter()
-        trainer.save_state()  # what training waits for: the in-memory copy, then a thread writes
+        trainer.checkpoints.save()  # what training waits for: the in-memory copy, then a thread writes
         wait_s.append(time.perf_counter() - start)
-        trainer.wait_for_state()
+        trainer.checkpoints.wait()
     weights_mb = os.path.getsize(weights_path) / 1e6
     state_mb = os.path.getsize(out / "resume" / STATE) / 1e6
     w, c, s, wait = median(weights_s), median(copy_s), median(state_s), median(wait_s)
