@@ -20,13 +20,16 @@ import torch
 
 from utils.args import Parser, add_structure_arg, command_of
 from utils.errors import UserError, run_cli
+from utils.importance import unit_scores
 from utils.io import atomic_write, check_dir_writable, check_inputs_apart, lock_folder
+from utils.magnitude import global_magnitude_prune
+from utils.maskfile import save_mask
+from utils.masks import PRUNABLE_SETS, effective_state_dict
 from utils.models import HEADS, load_model
 from utils.provenance import checkpoint_identity, environment, write_record
-from utils.maskfile import save_mask
-from utils.pruning import PRUNABLE_SETS, effective_state_dict, format_sparsity, global_magnitude_prune
-from utils.structured import structured_prune
 from utils.rundir import plain_args
+from utils.sparsity import format_sparsity
+from utils.structured import current_layout, structured_prune
 
 
 def parse_args(argv=None):
@@ -78,9 +81,6 @@ def main(argv=None):
     if args.structure == "heads_ffn":
         table = None
         if args.weight == "pre" and args.structure_score != "magnitude":
-            from utils.importance import unit_scores
-            from utils.structured import current_layout
-
             table, _ = unit_scores(model, current_layout(model), args.structure_score)
         masks = structured_prune(model, args.rate, how="magnitude" if args.weight == "pre" else "random",
                                  seed=args.seed, table=table)

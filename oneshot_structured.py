@@ -20,16 +20,16 @@ without training) and, with ``--rescale``, ``model/`` (the rescaled, pruned mode
 import argparse
 import time
 
-from utils.args import Parser, command_of
+from utils.args import Parser, command_of, data_cache_dir, first, train_rows
+from utils.config import set_seed, setup_runtime
 from utils.errors import UserError, run_cli
+from utils.export import save_model_folder
 from utils.glue import GlueCollator, eval_task_names, evaluate_glue, get_task, glue_baseline, load_glue_dataset
 from utils.importance import NORMALISE, SCORES, oneshot_structured, score_batches
 from utils.io import check_dir_writable, write_json
+from utils.maskfile import save_mask
 from utils.models import load_model, load_tokenizer
 from utils.provenance import checkpoint_identity, environment, write_record
-from utils.maskfile import save_mask
-from utils.export import save_model_folder
-from utils.config import set_seed, setup_runtime
 from utils.rundir import plain_args
 
 
@@ -67,8 +67,6 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    from utils.args import data_cache_dir, first, train_rows
-
     args = parse_args(argv)
     task = get_task(args.task_name)
     out = check_dir_writable(args.output_dir, "--output_dir")

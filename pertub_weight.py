@@ -18,7 +18,7 @@ from utils.io import check_file_writable, save_tensor_dict
 from utils.models import load_model, load_weight_file
 from utils.provenance import checkpoint_identity, environment, write_record
 from utils.rundir import plain_args
-from utils.pruning import shuffled_layer_weights
+from utils.shuffle import shuffled_layer_weights
 from utils.shrink import check_swappable
 
 

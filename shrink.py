@@ -19,7 +19,7 @@ from utils.errors import run_cli
 from utils.io import check_inputs_apart, lock_folder
 from utils.models import HEADS, load_model
 from utils.provenance import checkpoint_identity, describe_input, environment, write_record
-from utils.pruning import load_mask
+from utils.sparsity import load_mask
 from utils.export import save_model_folder
 from utils.shrink import WEIGHTS, count_parameters, shrink_model
 from utils.rundir import check_output_dir, plain_args

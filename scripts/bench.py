@@ -1,4 +1,4 @@
-"""Benchmark of the performance targets of issue 6: one JSON line per figure (and model shape).
+"""Benchmark of the performance targets (docs/performance.md): one JSON line per figure (and model shape).
 
 Figures (``--only`` picks some):
 

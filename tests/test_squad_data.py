@@ -9,15 +9,8 @@ import torch
 from conftest import tiny_config
 from utils.errors import UserError
 from utils.metrics import normalize_answer, squad_scores
-from utils.squad import (
-    SquadCollator,
-    build_eval_features,
-    build_train_features,
-    evaluate_squad,
-    load_squad,
-    postprocess_predictions,
-    read_squad_examples,
-)
+from utils.squad import SquadCollator, build_eval_features, build_train_features, load_squad, read_squad_examples
+from utils.squad_eval import evaluate_squad, postprocess_predictions
 
 # 40 context tokens, one word each for the tiny tokenizer (index: word).
 WORDS = ("the cat sat on the mat and the dog sat in the city . a man and a woman sat in paris , "

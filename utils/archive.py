@@ -1,9 +1,15 @@
 """The slim record of a folder of runs: what regenerates its report on another machine (JSON
 records, mask provenance, the measured mask overlaps, chosen tickets gzipped), no weights."""
+import gzip
+import shutil
 from pathlib import Path
 
-from utils.io import read_json
-from utils.tables import level
+from utils.errors import UserError
+from utils.io import atomic_write, read_json, write_json
+from utils.overlap import STORE
+from utils.report import measure_overlaps
+from utils.runs import collect
+from utils.tables import level, summarise
 
 SLIM_FILES = ("args.json", "results.json", "complete.json", "failed.json", "mask_provenance.json", "mask_sparsity.json",
               "shuffle_weight_provenance.json")
@@ -13,8 +19,6 @@ def check_slim_target(src, dst, flag="--slim_copy"):
     """Refuse, writing nothing, a slim-copy folder ``dst`` that is, lies inside, or holds the folder of
     runs ``src``: the copy would write over the records it reads, or leave a second copy of every run
     where the next report of the folder finds it (each run counted twice)."""
-    from utils.errors import UserError
-
     runs, target = Path(src).resolve(), Path(dst).resolve()
     if target == runs:
         why = f"is the folder of runs {src}: the copy would write each record over itself"
@@ -36,11 +40,6 @@ def slim_copy(src, dst, mask_levels=()):
     tickets at those sparsities, gzipped beside their records (``mask.pt.gz``, about 1/8 of the
     bool file), so fine-tunes still to run need no new IMP run on another machine
     (the reproduction recipes unpack them). Returns the number of files copied."""
-    import gzip
-    import shutil
-
-    from utils.io import atomic_write
-
     src, dst = Path(src), Path(dst)
     n = _write_overlaps(src, dst)
     for path in sorted(src.rglob("*.json")):
@@ -71,12 +70,6 @@ def _write_overlaps(src, dst):
     """The overlaps of the report's masks, measured from the mask files under ``src`` (and
     those its own record kept), into ``dst``'s record: a report from the record alone shows
     them. Returns the number of files written (0 or 1)."""
-    from utils.io import write_json
-    from utils.overlap import STORE
-    from utils.report import measure_overlaps
-    from utils.runs import collect
-    from utils.tables import summarise
-
     runs = collect(src)
     _, store = measure_overlaps(src, runs, summarise(runs.finished))
     if not store.pairs:

@@ -6,10 +6,17 @@ IMP (:func:`add_imp_args`) or fixed-mask (:func:`add_transfer_args`) group.
 """
 import argparse
 import os
+import shlex
+import sys
 from pathlib import Path
+
+import numpy as np
 
 from utils.config import freeze
 from utils.errors import UserError
+from utils.importance import NORMALISE, SCORES
+from utils.io import check_cache_dir
+from utils.structured import STRUCTURES, resolve_prunable_set
 
 UNUSED = "accepted for compatibility; unused, as in the original"
 
@@ -63,8 +70,6 @@ class Parser(argparse.ArgumentParser):
         self.derived = []  # (flag, fn(namespace, argv) -> value): flags another flag decides, before freezing
 
     def parse_args(self, args=None, namespace=None):
-        import sys
-
         argv = list(sys.argv[1:] if args is None else args)
         ns = super().parse_args(argv, namespace)
         for name, (ok, rule) in self.ranges.items():
@@ -78,8 +83,6 @@ class Parser(argparse.ArgumentParser):
             if isinstance(value, str) and not value.strip():
                 self.error(f"argument --{name}: must not be empty (give a folder; '.' is the current one)")
         if getattr(ns, "cache_dir", None):
-            from utils.io import check_cache_dir
-
             check_cache_dir(ns.cache_dir)  # a file: refused before anything runs, not a run uncached
         for name, derive in self.derived:
             try:
@@ -101,9 +104,6 @@ def input_paths(args):
 
 def command_of(script, args):
     """``script`` and the arguments it was given, shell-quoted."""
-    import shlex
-    import sys
-
     argv = getattr(args, "argv", None)
     return " ".join([script] + [shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])])
 
@@ -187,7 +187,6 @@ def train_rows(dataset, args):
         return first(dataset, n)
     if n >= len(dataset):
         return dataset
-    import numpy as np
 
     rows = np.sort(np.random.default_rng(seed).choice(len(dataset), size=n, replace=False))
     return dataset.select(rows.tolist())
@@ -217,9 +216,6 @@ def add_imp_args(p, rewind_default="pretrained"):
 def add_structure_arg(p):
     """``--structure`` and the structured score's flags (IMP scripts and oneshot.py); with
     ``--structure heads_ffn`` the parsed ``prunable_set`` is ``no_pooler``."""
-    from utils.importance import NORMALISE, SCORES
-    from utils.structured import STRUCTURES, resolve_prunable_set
-
     p.add_argument("--structure", choices=STRUCTURES, default="unstructured",
                    help="unstructured: single weights (the paper's); heads_ffn: whole attention heads and "
                         "FFN neurons, ranked by --structure_score, every layer keeping one head; "

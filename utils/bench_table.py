@@ -1,5 +1,6 @@
 """The structured speed-ups table of a report, from ``scripts/bench.py --only structured
 --json_out FILE`` records (``report.py --bench FILE``)."""
+import json
 from pathlib import Path
 
 from utils.errors import UserError
@@ -18,8 +19,6 @@ STRUCTURED_FIELDS = (
 def read_bench(path):
     """The records of a ``scripts/bench.py`` output file: its ``--json_out`` (one JSON list) or
     its stdout (one JSON object per line). Unreadable or other content raises UserError."""
-    import json
-
     try:
         text = Path(path).read_text()
     except (OSError, UnicodeDecodeError) as err:

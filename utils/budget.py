@@ -14,10 +14,12 @@ import math
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from utils.io import read_json
+from utils.masks import MASK_SUFFIX, in_prunable_set
 from utils.overlap import kept_overlap, random_expectation
-from utils.pruning import MASK_SUFFIX, _in_set, load_mask
+from utils.sparsity import load_mask
 
 
 def lr_integral(lr, steps, schedule_steps, warmup=0):
@@ -47,8 +49,6 @@ def round_lr_integral(args):
 
 
 def _weights(path):
-    from safetensors.torch import load_file
-
     return load_file(str(path))
 
 
@@ -65,7 +65,7 @@ def movement(trained, theta0, mask, prunable_set):
     """||trained - theta0|| / ||theta0|| over the kept entries of ``mask`` in the prunable set."""
     num = den = 0.0
     for key, m in mask.items():
-        if not _in_set(key, prunable_set):
+        if not in_prunable_set(key, prunable_set):
             continue
         a, b = _lookup(trained, key), _lookup(theta0, key)
         if a is None or b is None:

@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from utils.pruning import apply_masks, masking_impl, unwrap
+from utils.masks import apply_masks, masking_impl, unwrap
 from utils.resume import rng_states, save_state
 
 

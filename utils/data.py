@@ -15,6 +15,9 @@ import tempfile
 from pathlib import Path
 
 import torch
+from datasets import load_from_disk
+
+from utils.errors import UserError, first_line
 
 CACHE_VERSION = 2  # bump when any cached layout changes
 
@@ -68,8 +71,6 @@ def save_atomic(dataset, target):
 def _load_cache(target, load_from_disk):
     """A cached data set; a damaged one (a file missing or cut) is refused naming the folder and the flag
     that rebuilds it."""
-    from utils.errors import UserError, first_line
-
     try:
         return load_from_disk(str(target))
     except (OSError, ValueError, IndexError, KeyError) as err:  # a file gone or cut, ArrowInvalid, bad JSON state
@@ -84,8 +85,6 @@ def cached_dataset(path, tokenizer, prefix, params, build, cache_dir=None, overw
     ``build`` receives the digest (a stable fingerprint for ``Dataset.map``). An unwritable
     cache folder costs a warning, not the run.
     """
-    from datasets import load_from_disk
-
     target, digest = cache_folder(path, tokenizer, prefix, params, cache_dir)
     if target.is_dir() and not overwrite:
         return _load_cache(target, load_from_disk)

@@ -10,13 +10,15 @@ import json
 import re
 from pathlib import Path
 
+from utils.budget import budget_table
+from utils.profiles import markdown_table
+from utils.report import write_report
+
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[a-z0-9_]+) -->\n)(?P<body>.*?)(<!-- end: (?P=name) -->)", re.S)
 
 
 def _profiles():
-    from utils.profiles import markdown_table
-
     return markdown_table()
 
 
@@ -24,8 +26,6 @@ def _profiles():
 def _report_text(record):
     """The report of a committed record, regenerated once per pass over the docs (several blocks
     show sections of one report; :func:`stale` clears this cache first)."""
-    from utils.report import write_report
-
     return write_report(ROOT / record, None, figures=False)[0]
 
 
@@ -51,8 +51,6 @@ def _comparisons(record):
 
 
 def _budget(path):
-    from utils.budget import budget_table
-
     return budget_table(json.loads((ROOT / path).read_text()))
 
 

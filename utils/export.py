@@ -10,20 +10,20 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from safetensors.torch import save_file
+
 from utils.args import command_of
 from utils.errors import UserError
 from utils.io import atomic_write, usual_mode
+from utils.masks import effective_state_dict, unwrap
 from utils.models import load_tokenizer
 from utils.provenance import environment, write_record
-from utils.pruning import effective_state_dict, unwrap
 from utils.shrink import STALE_WEIGHTS, TOKENIZER_FILES, WEIGHTS, record_sizes
 
 
 def save_weights(model, folder):
     """Write the model's effective weights (plain keys) as ``model.safetensors`` plus its
     ``config.json``: the folder loads with ``from_pretrained``, unlike the original's pickles."""
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state, seen = {}, set()

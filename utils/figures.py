@@ -11,7 +11,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
+import re
+
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np
 
 from utils.io import atomic_write, write_json  # noqa: E402
 from utils.runs import LABELS, METHODS, task_label  # noqa: E402
@@ -65,8 +68,6 @@ def plot_curve(summary, task, pset, entry, path, series=""):
 
 def plot_transfer(sources, targets, cells, sparsity, path):
     """Heatmap of source mask × target task scores; returns ``{source: [(target, score)]}``."""
-    import numpy as np
-
     grid = np.full((len(sources), len(targets)), np.nan)
     for i, s in enumerate(sources):
         for j, t in enumerate(targets):
@@ -91,8 +92,6 @@ def plot_transfer(sources, targets, cells, sparsity, path):
 def plot_overlap(cross, pset, path):
     """Heatmaps of the kept-weight share between tasks' tickets, one panel per sparsity, the
     random expectation (1 - s) in each title; returns ``{"level": {"a|b": share}}``."""
-    import numpy as np
-
     levels = sorted(lv for (s, lv) in cross if s == pset)
     fig, axes = plt.subplots(1, len(levels), figsize=(0.6 + 2.9 * len(levels), 2.9), squeeze=False)
     data = {}
@@ -117,8 +116,6 @@ def plot_overlap(cross, pset, path):
 
 def slug(text):
     """A file-name part from an IMP series label."""
-    import re
-
     return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")
 
 

@@ -21,11 +21,11 @@ import torch
 from datasets import Dataset
 from torch.utils.data import DataLoader, SequentialSampler
 
+from utils.args import data_cache_dir, first, train_rows
 from utils.data import PaddingCollator, cached_dataset
 from utils.errors import UserError
 from utils.experiment import Experiment
 from utils.metrics import glue_baseline, glue_metrics
-
 
 
 @dataclass(frozen=True)
@@ -282,8 +282,6 @@ def glue_experiment(args, runtime, tokenizer):
     training rows (None without --do_train), the collator, ``evaluate(model) -> dict`` on the
     dev set(s) (MNLI: matched and mismatched) and the trivial baseline on the rows evaluated.
     """
-    from utils.args import data_cache_dir, first, train_rows
-
     task = get_task(args.task_name)
     cache = data_cache_dir(args)
     load = lambda name, split: load_glue_dataset(  # noqa: E731

@@ -28,11 +28,14 @@ h*d .. (h+1)*d) and ``output.dense`` (its input holds the neurons' activations).
 block the model has no hook, so the gates cost nothing when not scoring; inside, gates of 1
 leave every output bit-equal (x * 1.0 == x).
 """
+import copy
+import time
+
 import numpy as np
 import torch
 
-from utils.pruning import prunable_modules
-from utils.structured import encoder_layers, head_size, structured_prune, unit_table
+from utils.masks import apply_masks, dense_weight, masking_impl, prunable_modules
+from utils.structured import current_layout, encoder_layers, head_size, layout_from_masks, structured_prune, unit_table
 
 SCORES = ("magnitude", "layer_norm_magnitude", "taylor", "fisher")
 NORMALISE = ("size", "none", "layer")
@@ -201,11 +204,6 @@ def rescale_kept_units(model, masks, batches, full=None):
     restore the full model's outputs on ``batches``, the earlier layers already pruned and
     rescaled. ``full``: the dense model (default: a copy of ``model``, which must then still be
     dense). Applies the masks. Returns ``[{"layer", "heads": scales, "neurons": scales}]``."""
-    import copy
-
-    from utils.pruning import _weight, apply_masks, masking_impl
-    from utils.structured import layout_from_masks
-
     d = head_size(model)
     layout = layout_from_masks(masks, d)
     full = (copy.deepcopy(model) if full is None else full).eval()
@@ -232,7 +230,7 @@ def rescale_kept_units(model, masks, batches, full=None):
                     seen.handle.remove()
                 s = least_squares_scales(a, b, w.T @ w, layout[li][key].tolist(), group)
                 with torch.no_grad():
-                    target = _weight(p[part])
+                    target = dense_weight(p[part])
                     target.mul_(s.to(target.dtype).repeat_interleave(group).to(target.device)[None, :])
                 rec[key] = s.tolist()
             out.append(rec)
@@ -260,11 +258,6 @@ def oneshot_structured(model, fraction, how, batches, normalise="size", rescale=
     and with ``rescale`` fold the least-squares scales of the kept units into the weights
     (:func:`rescale_kept_units`). Returns (masks, the score record, the scales or None, seconds
     spent scoring, seconds spent rescaling)."""
-    import copy
-    import time
-
-    from utils.structured import current_layout
-
     dense = copy.deepcopy(model) if rescale else None
     start = time.perf_counter()
     table, raw = unit_scores(model, current_layout(model), how, batches, normalise)
@@ -285,8 +278,6 @@ def event_table(args, model, dataset, collator, event):
     ``magnitude`` (the structured pruner's own score). Gradient scores use ``--score_batches``
     batches of a shuffle of the training rows seeded by ``--seed`` and the event, on the weights
     the round just trained. Returns (table or None, the score record or None)."""
-    from utils.structured import current_layout
-
     how = getattr(args, "structure_score", "magnitude")
     if how == "magnitude":
         return None, None
@@ -300,7 +291,5 @@ def event_table(args, model, dataset, collator, event):
 
 def kept_units(masks, model):
     """Per unit, in :func:`utils.structured.unit_table` order, whether ``masks`` keeps it."""
-    from utils.structured import layout_from_masks
-
     layout = layout_from_masks(masks, head_size(model))
     return np.concatenate([np.concatenate([lay["heads"].numpy(), lay["neurons"].numpy()]) for lay in layout])

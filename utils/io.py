@@ -11,10 +11,18 @@ Example::
     atomic_write("out/mask.pt", lambda tmp: torch.save(masks, tmp))
     save_tensor_dict("tmp/shuffle.safetensors", weights)  # the format its name asks for
 """
+import fcntl
+import gzip
+import io
 import json
 import os
+import shutil
+import signal
 import tempfile
 from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
 
 from utils.errors import UserError, at_end, first_line
 
@@ -70,8 +78,6 @@ def _kill_requested(name):
 
 def _die_half_written(tmp):
     """Leave ``tmp`` half-written and SIGKILL this process, as a crash during the write would."""
-    import signal
-
     size = os.path.getsize(tmp)
     with open(tmp, "r+b") as f:
         f.truncate(size // 2)
@@ -109,10 +115,6 @@ def load_tensor_dict(path, what):
     CPU) or as safetensors; a gzipped ``torch.save`` file (``*.gz``, as the slim records ship
     tickets) is read through gzip. ``what`` names the file in errors, e.g. ``"mask file"``: a
     missing, empty, truncated or foreign file raises :class:`utils.errors.UserError` in one line."""
-    from pathlib import Path
-
-    import torch
-
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{what} {path} is a folder; give the file, e.g. {_file_in(path, what)}")
@@ -122,13 +124,8 @@ def load_tensor_dict(path, what):
         raise UserError(f"{what} {path} is empty (0 bytes)")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             data = load_file(str(path))
         elif path.suffix == ".gz":
-            import gzip
-            import io
-
             with gzip.open(path, "rb") as f:
                 data = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=True)
         else:
@@ -205,17 +202,11 @@ def check_file_writable(path, flag):
 def save_tensor_dict(path, tensors):
     """Write a dict of tensors in the format :func:`load_tensor_dict` reads for that name:
     ``*.safetensors`` as safetensors, ``*.gz`` as a gzipped ``torch.save``, else ``torch.save``."""
-    import torch
-
     path = Path(path)
     if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
-
         data = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
         atomic_write(path, lambda tmp: save_file(data, tmp))
     elif path.suffix == ".gz":
-        import gzip
-
         def write(tmp):
             with gzip.open(tmp, "wb") as f:
                 torch.save(tensors, f)
@@ -278,8 +269,6 @@ def settle(folder):
 
 def clear_own(folder):
     """Remove what runs of this tool recorded writing in ``folder`` (and only that); returns the names."""
-    import shutil
-
     folder = Path(folder)
     entries = own_entries(folder) or {}
     for name, kind in entries.items():
@@ -304,8 +293,6 @@ def lock_folder(folder, flag="--output_dir", create=True):
     for the rest of the run, so a second run into the same folder is refused at once, in one line.
     ``create=False`` only checks and takes an existing lock file (writing nothing). Taking a lock this
     process already holds is a no-op; :func:`release_locks` gives them all back."""
-    import fcntl
-
     path = Path(folder) / LOCK
     key = str(path.resolve())
     if key in _LOCKS or (not create and not path.is_file()):
@@ -337,8 +324,6 @@ def _lock_holder(fd):
 
 def release_locks():
     """Give back every output-folder lock this process holds (the end of a run; :func:`utils.errors.run_cli`)."""
-    import fcntl
-
     while _LOCKS:
         _, fd = _LOCKS.popitem()
         try:

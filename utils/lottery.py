@@ -19,25 +19,15 @@ from utils.errors import UserError
 from utils.export import save_finetuned, save_weights
 from utils.importance import event_table, kept_units, score_record
 from utils.io import check_inputs_apart, claim, lock_folder, read_json, write_json
+from utils.magnitude import global_magnitude_prune, imp_amount, rewind, snapshot_state
 from utils.maskfile import save_mask
+from utils.masks import apply_masks, unwrap
 from utils.models import check_model_limits, load_model, load_tokenizer, load_weight_file
 from utils.provenance import checkpoint_identity, describe_input, run_inputs, write_record
-from utils.pruning import (
-    apply_masks,
-    format_sparsity,
-    global_magnitude_prune,
-    imp_amount,
-    load_mask,
-    model_sparsity,
-    rewind,
-    snapshot_state,
-    sparsity_report,
-    unwrap,
-    warn_emptied,
-)
 from utils.resume import check_resumable, check_same_inputs, kill_hook, load_state
 from utils.rundir import check_output_dir, plain_args, prepare_output_dir, save_args
 from utils.schedule import check_plan
+from utils.sparsity import format_sparsity, load_mask, model_sparsity, sparsity_report, warn_emptied
 from utils.structured import max_sparsity, structured_prune
 from utils.train import Trainer
 

@@ -7,7 +7,8 @@ import torch
 
 from utils.errors import UserError
 from utils.io import atomic_write, write_json
-from utils.pruning import report_path, sparsity_report, unwrap, warn_emptied
+from utils.masks import unwrap
+from utils.sparsity import report_path, sparsity_report, warn_emptied
 from utils.structured import head_size, structure_report
 
 

@@ -18,6 +18,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import datasets  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
+from safetensors import SafetensorError, safe_open
 from transformers import (  # noqa: E402
     AutoConfig,
     AutoTokenizer,
@@ -29,6 +30,8 @@ from transformers import (  # noqa: E402
 from transformers.models.bert.modeling_bert import BertPooler  # noqa: E402
 
 from utils.errors import UserError, first_line  # noqa: E402
+from utils.io import load_tensor_dict
+from utils.shrink import build_shrunk, is_shrunk, load_pooler_state
 
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
@@ -109,8 +112,6 @@ def attach_pooler(model, name_or_path=None):
 def _pretrained_pooler_state(name_or_path):
     """The checkpoint's pooler weights (read through ``BertModel``, or from the file of a
     shrunk folder, whose layers BertModel cannot build)."""
-    from utils.shrink import is_shrunk, load_pooler_state
-
     if is_shrunk(_config(name_or_path)):
         return load_pooler_state(name_or_path)
     return BertModel.from_pretrained(name_or_path).pooler.state_dict()
@@ -135,7 +136,6 @@ def load_model(kind, name_or_path, init="pre", seed=42, **config_overrides):
                         "only BERT is supported (--model_type bert)")
     cls = HEADS[kind]
     torch.manual_seed(seed)  # the random head (and --dir rand) is reproducible per --seed
-    from utils.shrink import build_shrunk, is_shrunk
 
     if is_shrunk(config):
         model = build_shrunk(cls, config, name_or_path, init)
@@ -148,7 +148,6 @@ def load_model(kind, name_or_path, init="pre", seed=42, **config_overrides):
             model.bert.pooler = BertPooler(config)
             model.bert.pooler.apply(model._init_weights)
         return model
-    from safetensors import SafetensorError
 
     try:
         model = _from_pretrained(cls, name_or_path, config)
@@ -175,7 +174,6 @@ def _from_pretrained(cls, name_or_path, config):
             raise
     model = cls.from_pretrained(name_or_path, config=config, ignore_mismatched_sizes=True)
     reference = model.state_dict()  # the config's shapes
-    from safetensors import safe_open
 
     weights = Path(name_or_path) / "model.safetensors"
     if weights.is_file():
@@ -224,8 +222,6 @@ def _missing_mlm_head(name_or_path):
     folder = Path(name_or_path)
     st = folder / "model.safetensors"
     if st.is_file():
-        from safetensors import safe_open
-
         with safe_open(str(st), "pt") as f:
             return not any("predictions" in k for k in f.keys())
     return False  # cannot tell cheaply (hub cache or .bin): say nothing
@@ -235,8 +231,6 @@ def load_weight_file(model, path):
     """``--weight_pertub``: overwrite model tensors with a partial state dict (e.g. shuffled
     layers). Every key must exist in the model with the same shape (the original loaded it
     strictly). Call before masks are attached. Returns the number of tensors replaced."""
-    from utils.io import load_tensor_dict
-
     path = Path(path)
     weights = load_tensor_dict(path, "--weight_pertub file")
     state = model.state_dict()

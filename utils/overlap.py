@@ -13,7 +13,11 @@ from pathlib import Path
 
 import torch
 
-from utils.pruning import _in_set, load_mask
+from utils.io import read_json
+from utils.masks import in_prunable_set
+from utils.runs import checkpoint_id, mask_set, task_label
+from utils.sparsity import load_mask
+from utils.tables import level
 
 
 def kept_overlap(a, b, prunable_set="paper"):
@@ -22,8 +26,8 @@ def kept_overlap(a, b, prunable_set="paper"):
 
     ``a`` and ``b``: ``{mask key: 0/1 or bool tensor}``; their keys in the set must agree and
     their shapes too (a ``ValueError`` names the first that does not)."""
-    keys = sorted(k for k in a if _in_set(k, prunable_set))
-    other = sorted(k for k in b if _in_set(k, prunable_set))
+    keys = sorted(k for k in a if in_prunable_set(k, prunable_set))
+    other = sorted(k for k in b if in_prunable_set(k, prunable_set))
     if keys != other:
         diff = sorted(set(keys) ^ set(other))
         raise ValueError(f"masks of different matrices: {diff[0]} is in one only")
@@ -65,8 +69,6 @@ def pair_key(sha_a, sha_b):
 def mask_files(root):
     """sha256 -> a mask file under ``root`` (``mask.pt``, or the ``mask.pt.gz`` a slim record
     carries) whose provenance sidecar names that sha256, or that an IMP run's results list."""
-    from utils.io import read_json
-
     out = {}
     for side in Path(root).rglob("mask_provenance.json"):
         rec = read_json(side)
@@ -88,8 +90,6 @@ class OverlapStore:
     copy), and those measured now from the mask files found under ``root``."""
 
     def __init__(self, root):
-        from utils.io import read_json
-
         kept = read_json(Path(root) / STORE) or {}
         self.pairs = dict(kept.get("pairs") or {}) if isinstance(kept, dict) else {}
         self.files = mask_files(root)
@@ -126,9 +126,6 @@ def table_overlaps(summary, records, store):
     {(set, level): {"labels": [...], "shares": {(label_a, label_b): share}}}}``: each ticket
     against the OMP mask of the same checkpoint, set and sparsity (a fine-tuned OMP mask, else
     one found under the folder), and the tickets of different tasks against each other."""
-    from utils.runs import checkpoint_id, mask_set, task_label
-    from utils.tables import level
-
     omp = {}  # (checkpoint, set, level) -> sha
     for sha, rec in records.items():
         if rec.get("kind") == "omp":

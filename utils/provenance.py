@@ -23,10 +23,16 @@ Example::
 import hashlib
 import json
 import os
+import platform
+import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import torch
+
+from utils.glue import eval_task_names, get_task
 from utils.io import read_json, write_json
 
 _HASH_CACHE = {}  # (path, size, mtime_ns) -> sha256: a run hashes its checkpoint once
@@ -98,7 +104,6 @@ def data_files(args):
     (with ``--do_train``) and ``--predict_file`` (under ``--data_dir`` when given); the MLM texts."""
     files = []
     if hasattr(args, "task_name"):  # GLUE
-        from utils.glue import eval_task_names, get_task
 
         task = get_task(args.task_name)
         if args.do_train:
@@ -189,9 +194,6 @@ def describe_input(path, model_identity=None, what="mask", cache_dir=None):
 def environment():
     """Versions of python and the libraries a result depends on, the project's git commit (and
     whether the tree had uncommitted changes) when run from a checkout, and the start time."""
-    import platform
-    import subprocess
-
     versions = {"python": platform.python_version()}
     for name in ("torch", "transformers", "datasets", "numpy"):
         try:
@@ -216,10 +218,6 @@ def environment():
 
 def peak_memory():
     """Peak resident memory of this process (MB) and, where CUDA was used, peak GPU memory."""
-    import resource
-
-    import torch
-
     out = {"host_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         out["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)

@@ -13,12 +13,25 @@ import csv
 import io
 from pathlib import Path
 
+from utils.bench_table import read_bench, structured_speed
+from utils.figures import write_figures
 from utils.io import write_json, write_text
 from utils.overlap import STORE, OverlapStore, table_overlaps
 from utils.runs import FINAL_NOTE, LABELS, METRIC_NAMES, collect, task_label
 from utils.stats import fmt_difference, mean_std
-from utils.tables import (MASK_METHODS, comparisons, curves, fmt, md_table, pooling_notes, summarise, table2,
-                          transfer_matrices, wall_rows, yes_no)
+from utils.tables import (
+    MASK_METHODS,
+    comparisons,
+    curves,
+    fmt,
+    md_table,
+    pooling_notes,
+    summarise,
+    table2,
+    transfer_matrices,
+    wall_rows,
+    yes_no,
+)
 
 RULES = ("Matching (paper): ticket ≥ full mean − 1 sample std; strict: ticket ≥ full mean. The "
          "interval columns: difference of means with a 95 % interval (Welch; where one side has a "
@@ -265,8 +278,6 @@ def write_report(root, out_dir=None, figures=True, transfer_sparsity=70, bench=N
     overlaps, store = measure_overlaps(root, runs, summary)
     text, tables, _ = render(finished, unfinished, transfer_sparsity, overlaps, runs.failed, runs.eval_only, summary)
     if bench is not None:
-        from utils.bench_table import read_bench, structured_speed  # only with --bench
-
         section, tables["structured_speed"] = structured_speed(read_bench(bench))
         text += "\n" + section
     written = []
@@ -277,7 +288,5 @@ def write_report(root, out_dir=None, figures=True, transfer_sparsity=70, bench=N
             write_text(out_dir / f"{name}.csv", csv_text(rows))
         write_json(out_dir / STORE, store.record())
         if figures:
-            from utils.figures import write_figures  # matplotlib only when figures are drawn
-
             written = write_figures(summary, out_dir, transfer_sparsity, overlaps)
     return text, tables, written

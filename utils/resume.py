@@ -21,7 +21,9 @@ installs :func:`kill_hook` on the trainer (SIGKILL right after update k; nothing
 without the variable) and ``BERT_TICKETS_KILL_IN_WRITE=<file name>`` (SIGKILL half-way through
 writing that file, before it is renamed into place; see :mod:`utils.io`).
 """
+import base64
 import os
+import pickle
 import random
 import signal
 import sys
@@ -29,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from utils.errors import UserError, first_line
 from utils.io import atomic_write, read_json
@@ -101,11 +105,6 @@ def _join(obj, tensors):
 def save_state(output_dir, state):
     """Write ``state`` as the latest state (one safetensors file: every tensor in its body, the
     rest pickled into its header); the state before it becomes the previous state."""
-    import base64
-    import pickle
-
-    from safetensors.torch import save_file
-
     folder = state_dir(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
     latest, previous = folder / STATE, folder / PREVIOUS
@@ -122,12 +121,6 @@ def save_state(output_dir, state):
 
 def read_state(path):
     """A state written by :func:`save_state` (our own file: its header is unpickled)."""
-    import base64
-    import pickle
-
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
     with safe_open(str(path), "pt") as f:
         meta = pickle.loads(base64.b64decode(f.metadata()["bert_tickets_state"]))
     return _join(meta, load_file(str(path)))

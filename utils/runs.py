@@ -9,6 +9,7 @@ training diverged; never scored), one whose run did not train (``kind`` ``eval_o
 evaluation-only run: both are listed apart and never enter a table.
 """
 import math
+import re
 from pathlib import Path
 
 from utils.errors import UserError
@@ -89,8 +90,6 @@ SETTINGS = ("model", "learning_rate", "num_train_epochs", "max_steps", "max_trai
 
 def _dev_rows(baseline):
     """The number of dev rows a classification run's baseline was counted on ("... of 408)")."""
-    import re
-
     m = re.search(r" of (\d+)\)$", str((baseline or {}).get("what") or ""))
     return int(m.group(1)) if m else None
 
@@ -137,7 +136,18 @@ def classify(args, results, complete, mask_index=None, where="complete.json"):
            "finished": bool(complete), "score": None, "metric": None,
            "baseline": complete.get("baseline") or results.get("baseline"), "settings": settings_of(args, complete.get("baseline") or results.get("baseline")),
            "wall_time_s": complete.get("wall_time_s")}
-    head = complete.get("headline")
+    run.update(_headline(complete.get("headline"), where))
+    if kind == "imp":
+        run.update(method="imp_search", source=task, set=mask_set({**args, **results}),
+                   sparsity=None, evaluations=results.get("evaluations", []), series=imp_series(args))
+        return run
+    run.update(_fine_tune_method(args, results, mask_index))
+    return run
+
+
+def _headline(head, where):
+    """``score`` and ``metric`` of a run's ``complete.json`` headline (a NaN score, a constant
+    prediction's undefined Pearson/Matthews, counts 0 like the trivial baseline, ``undefined``)."""
     value = head.get("value") if isinstance(head, dict) else None
     bad = (('"headline"', head, "an object") if head is not None and not isinstance(head, dict) else
            ('"headline" value', value, "a number") if value is not None and (
@@ -145,29 +155,27 @@ def classify(args, results, complete, mask_index=None, where="complete.json"):
     if bad:
         raise UserError(f"{where}: its {bad[0]} is a JSON {type(bad[1]).__name__}, not {bad[2]}: it is not a file "
                         "this tool wrote; move it out of the folder of runs or restore it")
-    if head:
-        run["score"], run["metric"] = head.get("value"), head.get("metric")
-        if run["score"] is not None and math.isnan(run["score"]):
-            # a constant prediction: Pearson/Matthews undefined, counted 0 like the trivial baseline
-            run["score"], run["undefined"] = 0.0, True
-    if kind == "imp":
-        run.update(method="imp_search", source=task, set=mask_set({**args, **results}),
-                   sparsity=None, evaluations=results.get("evaluations", []), series=imp_series(args))
-        return run
+    if not head:
+        return {}
+    out = {"score": head.get("value"), "metric": head.get("metric")}
+    if out["score"] is not None and math.isnan(out["score"]):
+        out.update(score=0.0, undefined=True)
+    return out
+
+
+def _fine_tune_method(args, results, mask_index):
+    """What a fine-tune was made with: ``method``, ``source``, ``set``, ``sparsity`` and, for a
+    masked run, the mask's ``structure``, ``mask_sha``, ``checkpoint`` and ``series``."""
     prov = args.get("provenance") or {}
     mask, pert = prov.get("mask"), prov.get("weight_pertub")
     init = args.get("dir") or "pre"
-    record = None
-    if mask:
-        record = mask.get("record") or (mask_index or {}).get(mask.get("sha256"))
     if not mask:
-        method = "full" if init == "pre" and not pert else "other"
-        run.update(method=method, source=None, set=None, sparsity=0.0)
-        return run
+        return {"method": "full" if init == "pre" and not pert else "other", "source": None, "set": None,
+                "sparsity": 0.0}
+    record = mask.get("record") or (mask_index or {}).get(mask.get("sha256"))
     if record is None:
-        run.update(method="other", source="unknown mask", set=None,
-                   sparsity=results.get("initial_sparsity"), note=f"no record for mask {mask.get('path')}")
-        return run
+        return {"method": "other", "source": "unknown mask", "set": None,
+                "sparsity": results.get("initial_sparsity"), "note": f"no record for mask {mask.get('path')}"}
     mkind = record.get("kind")
     source = record.get("task") if mkind == "imp" else mkind
     if mkind == "imp":
@@ -176,12 +184,10 @@ def classify(args, results, complete, mask_index=None, where="complete.json"):
         method = mkind
     else:
         method = "other"
-    run.update(method=method, source=str(source).lower() if source else None,
-               set=mask_set(record), sparsity=record.get("sparsity"),
-               structure=record.get("structure", "unstructured"), mask_sha=mask.get("sha256"),
-               checkpoint=checkpoint_id(record),
-               series=imp_series(record.get("args")) if mkind == "imp" else "")
-    return run
+    return {"method": method, "source": str(source).lower() if source else None, "set": mask_set(record),
+            "sparsity": record.get("sparsity"), "structure": record.get("structure", "unstructured"),
+            "mask_sha": mask.get("sha256"), "checkpoint": checkpoint_id(record),
+            "series": imp_series(record.get("args")) if mkind == "imp" else ""}
 
 
 class Collected(tuple):

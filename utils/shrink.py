@@ -29,9 +29,14 @@ Example (``shrink.py`` does the first three lines from the command line)::
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
+from transformers.models.bert.modeling_bert import BertPooler
 
-from utils.errors import UserError
+from utils.errors import UserError, first_line
+from utils.masks import POOLER, mask_key, masking_impl, prunable_modules, remove_masks, unwrap
+from utils.sparsity import check_mask_fits
+from utils.structured import head_size, layout_from_masks
 
 HEADS_ATTR = "bert_tickets_heads"  # config.json: attention heads kept, per layer
 INTERMEDIATE_ATTR = "bert_tickets_intermediate"  # config.json: FFN neurons kept, per layer
@@ -114,8 +119,6 @@ def _layers(model):
 def resize_layers(model, heads, intermediate):
     """Cut every layer to its first ``heads[l]`` heads and ``intermediate[l]`` neurons (the
     architecture of a shrunk folder, before its weights are loaded). Records the sizes."""
-    from utils.structured import head_size
-
     d = head_size(model)
     for layer, h, n in zip(_layers(model), heads, intermediate):
         _slice_layer(layer, torch.arange(h), torch.arange(n), d)
@@ -125,8 +128,6 @@ def resize_layers(model, heads, intermediate):
 
 def layer_sizes(model):
     """``(heads per layer, FFN neurons per layer)`` read from the modules."""
-    from utils.structured import head_size
-
     d = head_size(model)
     layers = _layers(model)
     return ([lay.attention.self.query.out_features // d for lay in layers],
@@ -166,9 +167,6 @@ def shrink_model(model, masks, source="mask"):
     -1 heads, which cannot be 0), so its attention adds its output bias, as when masked.
     Returns ``(model, layout)``, ``layout`` as :func:`utils.structured.layout_from_masks`.
     """
-    from utils.pruning import POOLER, check_mask_fits, mask_key, masking_impl, prunable_modules, remove_masks, unwrap
-    from utils.structured import head_size, layout_from_masks
-
     model = unwrap(model)
     check_mask_fits(masks, model, source)
     d = head_size(model)
@@ -201,8 +199,6 @@ def build_shrunk(cls, config, name_or_path, init="pre"):
     ``init="pre"``, the folder's ``model.safetensors`` loaded over it. Every backbone
     (``bert.*``) tensor must be in the file with its shape; a task head missing from the file,
     or of another shape (e.g. another number of labels), starts fresh, as from_pretrained's."""
-    from transformers.models.bert.modeling_bert import BertPooler
-
     heads, inter = recorded_sizes(config, f"--model_name_or_path {name_or_path}")
     model = cls(config)
     if getattr(model.bert, "pooler", None) is None:
@@ -218,10 +214,6 @@ def build_shrunk(cls, config, name_or_path, init="pre"):
 def _read_weights(folder):
     """The tensors of ``folder/model.safetensors`` (keys given the ``bert.`` prefix when the
     file is a bare BertModel's)."""
-    from safetensors.torch import load_file
-
-    from utils.errors import first_line
-
     path = folder / WEIGHTS
     if not path.is_file():
         raise UserError(f"--model_name_or_path {folder}: a shrunk model's config.json but no {WEIGHTS} beside it")

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from utils.errors import UserError
+from utils.masks import POOLER, apply_masks, current_masks, mask_key, masking_impl, prunable_modules
 
 STRUCTURES = ("unstructured", "heads_ffn")
 _LAYER = re.compile(r"^bert\.encoder\.layer\.(\d+)\.")
@@ -60,7 +61,9 @@ def encoder_layers(modules):
     return [layers[i] for i in sorted(layers)]
 
 
-def _weight(module):
+def masked_weight(module):
+    """The weight a module computes with: ``weight_orig * weight_mask`` under hooks, else ``weight``
+    (zeros at pruned entries); compare :func:`utils.masks.dense_weight`, the raw parameter."""
     return module.weight_orig * module.weight_mask if hasattr(module, "weight_orig") else module.weight
 
 
@@ -114,8 +117,6 @@ def _layer_masks(heads, neurons, d, hidden):
 
 def masks_from_layout(model, layout):
     """A full mask dict (every prunable key; the pooler's all ones) for ``layout``."""
-    from utils.pruning import POOLER, mask_key, prunable_modules
-
     modules = prunable_modules(model)
     d = head_size(model)
     masks = {}
@@ -129,8 +130,6 @@ def masks_from_layout(model, layout):
 
 def current_layout(model):
     """The layout of the masks the model carries (everything kept when it carries none)."""
-    from utils.pruning import current_masks
-
     return layout_from_masks(current_masks(model), head_size(model), "the model's current mask")
 
 
@@ -140,17 +139,15 @@ def unit_table(model, layout):
     """Every unit as parallel numpy arrays: layer, kind (0 head, 1 neuron), index, size,
     magnitude score (mean |effective weight|) and alive (kept by ``layout``)."""
     d = head_size(model)
-    from utils.pruning import prunable_modules
-
     cols = {k: [] for k in ("layer", "kind", "index", "size", "score", "alive")}
     with torch.no_grad():
         for layer, p in enumerate(encoder_layers(prunable_modules(model))):
-            q, k, v, ao = (_weight(p[x]).detach().float().cpu() for x in ("q", "k", "v", "ao"))
+            q, k, v, ao = (masked_weight(p[x]).detach().float().cpu() for x in ("q", "k", "v", "ao"))
             hidden = q.shape[1]
             n_heads = q.shape[0] // d
             head_sum = sum(w.abs().view(n_heads, d * hidden).sum(1) for w in (q, k, v))
             head_sum = head_sum + ao.abs().view(hidden, n_heads, d).sum((0, 2))
-            i, o = (_weight(p[x]).detach().float().cpu() for x in ("i", "o"))
+            i, o = (masked_weight(p[x]).detach().float().cpu() for x in ("i", "o"))
             neuron_sum = i.abs().sum(1) + o.abs().sum(0)
             for kind, sums, size in ((0, head_sum, 4 * d * hidden), (1, neuron_sum, 2 * hidden)):
                 n = sums.numel()
@@ -202,8 +199,6 @@ def choose(table, target, order):
 def max_sparsity(model):
     """Largest encoder sparsity the one-head rule allows (fraction)."""
     d = head_size(model)
-    from utils.pruning import prunable_modules
-
     layers = encoder_layers(prunable_modules(model))
     total = sum(p[x].weight.numel() for p in layers for x in PARTS)
     return 1.0 - sum(4 * d * p["q"].weight.shape[1] for p in layers) / total
@@ -219,8 +214,6 @@ def structured_prune(model, fraction, how="magnitude", seed=0, impl=None, table=
     score; ``how="random"``: a uniformly random order drawn from ``seed``. Earlier pruned units
     stay pruned (masks nest). Applies and returns the masks (every prunable key).
     """
-    from utils.pruning import apply_masks, masking_impl
-
     if not 0.0 <= fraction <= 1.0:
         raise UserError(f"structured pruning fraction must lie in [0, 1], got {fraction}")
     layout = current_layout(model)

@@ -21,6 +21,7 @@ import torch
 from datasets import Dataset
 from torch.utils.data import DataLoader, SequentialSampler
 
+from utils.args import UNUSED, data_cache_dir, first, train_rows
 from utils.data import cached_dataset
 from utils.errors import UserError
 from utils.experiment import Experiment
@@ -265,8 +266,6 @@ def mlm_baseline(dataset, tokenizer, batch_size, mlm_probability=0.15, seed=0):
 
 def add_text_args(parser):
     """The data flags of the original run_language_modeling.py."""
-    from utils.args import UNUSED
-
     a = parser.add_argument
     a("--train_data_file", required=True, help="raw text to train on")
     a("--eval_data_file", default=None, help="raw text to evaluate on")
@@ -288,9 +287,6 @@ def mlm_experiment(args, runtime, tokenizer, model):
     blocks (None without --do_train), the collator, ``evaluate`` (None without --eval_data_file)
     and the most-frequent-token baseline.
     """
-    from utils.args import data_cache_dir, first, train_rows
-    from utils.errors import UserError
-
     if not args.mlm:
         raise UserError("BERT is a masked language model: pass --mlm (as the original required)")
     if (args.do_eval or args.evaluate_during_training) and not args.eval_data_file:

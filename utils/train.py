@@ -31,9 +31,10 @@ from transformers import get_linear_schedule_with_warmup
 
 from utils.checkpoint import Checkpointer
 from utils.config import autocast, barrier
-from utils.pruning import GradientMasker, model_sparsity, unwrap
+from utils.masks import GradientMasker, unwrap
 from utils.record import RunRecord, on_any_rank, plain, weights_finite
 from utils.resume import set_rng_states
+from utils.sparsity import model_sparsity
 
 NO_DECAY = ("bias", "LayerNorm.weight")
 
@@ -248,8 +249,7 @@ class Trainer:
         """Stop the run as failed (:meth:`utils.record.RunRecord.fail`, exit code 3)."""
         self.bar.close()
         self.checkpoints.wait()
-        self.close()
-        self.run_record.fail(reason)
+        self.finish(failed=reason)
 
     def _log_and_evaluate(self, loss_since_last_log):
         """Every ``--logging_steps``: rank 0 evaluates (``--evaluate_during_training``) on the
@@ -265,11 +265,11 @@ class Trainer:
         if config.evaluate_during_training:
             barrier(self.runtime)
 
-    def close(self):
+    def finish(self, failed=None):
+        """End of the run: final results, then ``complete.json`` (:meth:`utils.record.RunRecord.finish`),
+        or with ``failed`` (the reason) ``failed.json`` (:meth:`utils.record.RunRecord.fail`)."""
         if self.writer is not None:
             self.writer.close()
-
-    def finish(self):
-        """End of the run: final results, then ``complete.json`` (:meth:`utils.record.RunRecord.finish`)."""
-        self.close()
+        if failed:
+            self.run_record.fail(failed)  # raises RunFailed
         self.run_record.finish()

@@ -9,14 +9,27 @@ Without the shared data the record says ``"skipped": true`` and why (``meets_tar
 longest / padding to 128 >= 1.4 at the same dev acc/f1.
 """
 import copy
+import random
+import string
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from transformers import BertTokenizer
 
 from scripts.benchmarks.harness import (
-    MINILM_DIR, MRPC_DIR, base_record, build_model, log, make_trainer, shape_dict, synchronize)
+    MINILM_DIR,
+    MRPC_DIR,
+    base_record,
+    build_model,
+    log,
+    make_trainer,
+    shape_dict,
+    synchronize,
+)
+from utils.glue import GlueCollator, evaluate_glue, load_glue_dataset
+from utils.models import load_model, load_tokenizer
 
 TINY_WORDS = ("the a cat dog sat on mat good bad movie film great not very it this that he she "
               "they man woman river year first one two three city paris france capital").split()
@@ -24,10 +37,6 @@ TINY_WORDS = ("the a cat dog sat on mat good bad movie film great not very it th
 
 def tiny_tokenizer():
     """A WordPiece tokenizer over specials, single characters and a few words (no download)."""
-    import string
-
-    from transformers import BertTokenizer
-
     toks = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     toks += list(string.ascii_lowercase + string.digits + string.punctuation)
     toks += ["##" + c for c in string.ascii_lowercase + string.digits] + TINY_WORDS
@@ -39,8 +48,6 @@ def tiny_tokenizer():
 
 def write_tiny_mrpc(folder, seed, n_train=64, n_dev=24):
     """train.tsv and dev.tsv in MRPC's layout, sentences of 3 to 24 known words."""
-    import random
-
     rng = random.Random(seed)
     header = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
     for split, n in (("train", n_train), ("dev", n_dev)):
@@ -54,8 +61,6 @@ def write_tiny_mrpc(folder, seed, n_train=64, n_dev=24):
 
 def glue_inputs(opts, minilm_dir=MINILM_DIR, mrpc_dir=MRPC_DIR):
     """(tokenizer, model, data dir, model label) for the padding figure, or None when absent."""
-    from utils.models import load_model, load_tokenizer
-
     if opts.quick:
         data = Path(tempfile.mkdtemp(dir=opts.tmp, prefix="mrpc_"))
         write_tiny_mrpc(data, opts.seed)
@@ -73,8 +78,6 @@ def figure_glue_padding(opts, minilm_dir=MINILM_DIR, mrpc_dir=MRPC_DIR):
     ``minilm_dir`` and ``mrpc_dir`` are the model and data folders of the full run (default:
     under ``../shared/data``); ``bench.py`` passes its own ``MINILM_DIR`` and ``MRPC_DIR``.
     """
-    from utils.glue import GlueCollator, evaluate_glue, load_glue_dataset
-
     inputs = glue_inputs(opts, minilm_dir, mrpc_dir)
     if inputs is None:
         return [base_record("glue_padding", opts, skipped=True, meets_target=None,

@@ -12,6 +12,13 @@ import time
 from pathlib import Path
 
 import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+from utils.args import training_parser
+from utils.config import setup_runtime
+from utils.experiment import Experiment
+from utils.masks import prunable_shapes
+from utils.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
@@ -80,8 +87,6 @@ def shape_dict(name):
 
 def bert_config(name, max_positions=512):
     """BertConfig of a named shape, two labels."""
-    from transformers import BertConfig
-
     layers, hidden, heads, inter, vocab = SHAPES[name]
     return BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers,
                       num_attention_heads=heads, intermediate_size=inter,
@@ -90,18 +95,12 @@ def bert_config(name, max_positions=512):
 
 def build_model(name, seed, max_positions=512):
     """Random-weight BertForSequenceClassification of a named shape (it has a pooler)."""
-    from transformers import BertForSequenceClassification
-
     torch.manual_seed(seed)
     return BertForSequenceClassification(bert_config(name, max_positions))
 
 
 def prunable_shape_list(name):
     """Shapes of the prunable set of a named shape, from a meta-device model (no memory)."""
-    from transformers import BertForSequenceClassification
-
-    from utils.pruning import prunable_shapes
-
     with torch.device("meta"):
         model = BertForSequenceClassification(bert_config(name))
     return list(prunable_shapes(model).items())
@@ -129,11 +128,6 @@ def random_batch(batch, seq, vocab, seed, device):
 
 def make_trainer(model, batch, opts, batch_size, amp=None, train_dataset=None, collate_fn=None, output_dir=None):
     """A real ``utils.train.Trainer`` (AdamW, schedule, clipping, gradient masker)."""
-    from utils.args import training_parser
-    from utils.config import setup_runtime
-    from utils.experiment import Experiment
-    from utils.train import Trainer
-
     argv = ["--output_dir", str(output_dir or opts.tmp), "--per_gpu_train_batch_size", str(batch_size),
             "--max_steps", "1000000", "--save_steps", "0", "--logging_steps", "0",
             "--seed", str(opts.seed)]

@@ -12,15 +12,14 @@ from pathlib import Path
 import torch
 from torch.nn.utils import prune
 
-from scripts.benchmarks.harness import (
-    base_record, build_model, log, prunable_shape_list, random_weights, shape_dict)
-from utils.pruning import magnitude_masks
+from scripts.benchmarks.harness import base_record, build_model, log, prunable_shape_list, random_weights, shape_dict
+from utils.magnitude import magnitude_masks
+from utils.maskfile import save_mask
+from utils.masks import mask_key, prunable_modules
 
 
 def figure_mask_size(opts):
     """Bool vs float mask files of a 50 % mask; the bool file must work in torch's prune."""
-    from utils.maskfile import save_mask
-
     name = "prune-small" if opts.quick else "bert-base"
     keys_shapes = prunable_shape_list(name)
     log(f"mask_size: {name}")
@@ -59,8 +58,6 @@ def apply_like_original(name, masks, seed):
     Returns the sparsity (%) of the masks the modules now carry, or None when a module's
     effective weight is not ``weight_orig`` with exactly the masked entries zeroed.
     """
-    from utils.pruning import mask_key, prunable_modules
-
     model = build_model(name, seed)
     modules = prunable_modules(model)
     pruned = total = 0

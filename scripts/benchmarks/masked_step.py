@@ -11,15 +11,27 @@ import gc
 import time
 
 from scripts.benchmarks.harness import (
-    SHAPES, base_record, build_model, interleaved_times, log, make_trainer, median,
-    paired_ratios, random_batch, rounded, shape_dict, synchronize)
+    SHAPES,
+    base_record,
+    build_model,
+    interleaved_times,
+    log,
+    make_trainer,
+    median,
+    paired_ratios,
+    random_batch,
+    rounded,
+    shape_dict,
+    synchronize,
+)
+from utils.magnitude import global_magnitude_prune
+from utils.masks import GradientMasker
+from utils.sparsity import model_sparsity
 
 
 def figure_masked_step(opts):
     """One line per shape (yielded as soon as measured): median step times of dense,
     plain-masked and hooks-masked models."""
-    from utils.pruning import global_magnitude_prune, model_sparsity
-
     for shape in opts.shapes:
         log(f"masked_step: {shape}, batch {opts.batch}x{opts.seq}")
         dense = build_model(shape, opts.seed, max(512, opts.seq))
@@ -49,8 +61,6 @@ def grad_masker_time(trainer, batch, device, repeats=3):
     """Seconds of the plain masking's only extra work, zeroing the pruned gradients, done as
     one separate pass after backward (median of ``repeats``; the Trainer does it inside
     backward, where it can only be cheaper)."""
-    from utils.pruning import GradientMasker
-
     masker = GradientMasker(trainer.model, eager=False)  # no hooks: just the (grad, mask) pairs
     trainer.forward_backward(batch)
     times = []

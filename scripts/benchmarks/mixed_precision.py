@@ -8,8 +8,17 @@ which needs native bf16 units (AVX512-BF16/AMX on a CPU, or a GPU).
 import copy
 
 from scripts.benchmarks.harness import (
-    SHAPES, base_record, build_model, interleaved_times, log, make_trainer, median, random_batch,
-    rounded, shape_dict)
+    SHAPES,
+    base_record,
+    build_model,
+    interleaved_times,
+    log,
+    make_trainer,
+    median,
+    random_batch,
+    rounded,
+    shape_dict,
+)
 
 
 def figure_mixed_precision(opts):

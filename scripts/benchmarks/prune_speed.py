@@ -21,9 +21,17 @@ from torch import nn
 from torch.nn.utils import prune
 
 from scripts.benchmarks.harness import (
-    ROOT, WEIGHT_STD, base_record, log, median, prunable_shape_list, random_weights, shape_dict,
-    timed)
-from utils.pruning import imp_amount, magnitude_masks
+    ROOT,
+    WEIGHT_STD,
+    base_record,
+    log,
+    median,
+    prunable_shape_list,
+    random_weights,
+    shape_dict,
+    timed,
+)
+from utils.magnitude import imp_amount, magnitude_masks
 
 BENCH = ROOT / "scripts" / "bench.py"  # the entry point re-run with --_memprobe
 

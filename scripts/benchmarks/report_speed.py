@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from scripts.benchmarks.harness import base_record
+from utils.report import write_report
 
 TASKS = ("cola", "sst-2", "mrpc", "sts-b", "qqp", "mnli", "qnli", "rte", "wnli", "squad")
 METRIC = {"cola": "mcc", "sts-b": "pearson", "squad": "f1"}
@@ -61,8 +62,6 @@ def make_runs(root, n, seed=0):
 
 def figure_report_speed(opts):
     """Time the report over generated runs (1,000; --quick 50)."""
-    from utils.report import write_report
-
     n = 50 if opts.quick else 1000
     root = Path(opts.tmp) / "report_runs"
     finished = make_runs(root, n)

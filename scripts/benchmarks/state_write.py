@@ -18,16 +18,25 @@ import os
 import time
 from pathlib import Path
 
+from safetensors.torch import save_file
+
 from scripts.benchmarks.harness import (
-    SHAPES, base_record, build_model, log, make_trainer, median, random_batch, shape_dict, timed_step)
+    SHAPES,
+    base_record,
+    build_model,
+    log,
+    make_trainer,
+    median,
+    random_batch,
+    shape_dict,
+    timed_step,
+)
+from utils.magnitude import global_magnitude_prune
+from utils.masks import effective_state_dict
+from utils.resume import STATE, save_state
 
 
 def figure_state_write(opts):
-    from safetensors.torch import save_file
-
-    from utils.pruning import effective_state_dict, global_magnitude_prune
-    from utils.resume import STATE, save_state
-
     shape = "tiny" if opts.quick else "bert-base"
     log(f"state_write: {shape}")
     model = build_model(shape, opts.seed)

@@ -35,8 +35,21 @@ import gc
 import torch
 
 from scripts.benchmarks.harness import (
-    SHAPES, base_record, build_model, interleaved, interleaved_times, log, make_trainer, median, random_batch,
-    rounded, shape_dict)
+    SHAPES,
+    base_record,
+    build_model,
+    interleaved,
+    interleaved_times,
+    log,
+    make_trainer,
+    median,
+    random_batch,
+    rounded,
+    shape_dict,
+)
+from utils.shrink import count_parameters, layer_sizes, shrink_model
+from utils.sparsity import sparsity_report
+from utils.structured import head_size, structured_prune
 
 SPARSITIES = (50, 70)  # encoder sparsity, percent
 TARGET_SHAPE, TARGET_SPARSITY, TARGET_SPEEDUP = "bert-base", 50, 1.5
@@ -93,56 +106,61 @@ def target_fields(shape, sparsity, infer_ratio):
             "target_speedup": TARGET_SPEEDUP, "meets_target": bool(infer_ratio >= TARGET_SPEEDUP)}
 
 
+def _prune_and_shrink(dense):
+    """Per sparsity: the masked copy, the shrunk model and what it kept (heads, neurons per layer)."""
+    masked, shrunk, info = {}, {}, {}
+    for sp in SPARSITIES:
+        m = copy.deepcopy(dense)
+        masks = structured_prune(m, sp / 100, how="magnitude")
+        s, _ = shrink_model(copy.deepcopy(m), masks)
+        heads, neurons = layer_sizes(s)
+        masked[sp], shrunk[sp] = m, s
+        sparsity = sparsity_report(masks, prunable_set="no_pooler")["prunable"]["sparsity"]  # the encoder
+        info[sp] = {"sparsity": round(sparsity, 3), "heads": heads, "neurons": neurons}
+    return masked, shrunk, info
+
+
+def _time_all(dense, masked, shrunk, batch, opts):
+    """Interleaved times of inference (batch and one row) and of a training step, per model."""
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    one = {k: v[:1] for k, v in inputs.items()}
+    names = ["dense", *(f"shrunk{sp}" for sp in SPARSITIES)]
+    models = {"dense": dense, **{f"shrunk{sp}": shrunk[sp] for sp in SPARSITIES}}
+    fns = {n: forward_fn(models[n], inputs) for n in names}
+    fns.update({f"masked{sp}": forward_fn(masked[sp], inputs) for sp in SPARSITIES})
+    times = {"infer": interleaved(fns, opts)}
+    times["infer1"] = interleaved({n: forward_fn(models[n], one) for n in names}, opts)
+    del fns
+    masked.clear()
+    gc.collect()
+    trainers = {n: make_trainer(models[n], batch, opts, opts.batch) for n in names}  # .train()
+    times["train"] = interleaved_times(trainers, batch, opts)
+    return times
+
+
 def figure_structured(opts):
     """Records per shape and sparsity (yielded once the shape is measured)."""
-    from utils.pruning import sparsity_report
-    from utils.shrink import count_parameters, layer_sizes, shrink_model
-    from utils.structured import head_size, structured_prune
-
     for shape in opts.shapes:
         layers, hidden, n_heads, inter, vocab = SHAPES[shape]
         log(f"structured: {shape}, sparsity {'/'.join(map(str, SPARSITIES))} %, "
             f"batch {opts.batch}x{opts.seq} and 1x{opts.seq}")
         dense = build_model(shape, opts.seed, max(512, opts.seq)).to(opts.device)
         d = head_size(dense)
-        masked, shrunk, info = {}, {}, {}
-        for sp in SPARSITIES:
-            m = copy.deepcopy(dense)
-            masks = structured_prune(m, sp / 100, how="magnitude")
-            s, _ = shrink_model(copy.deepcopy(m), masks)
-            heads, neurons = layer_sizes(s)
-            masked[sp], shrunk[sp] = m, s
-            sparsity = sparsity_report(masks, prunable_set="no_pooler")["prunable"]["sparsity"]  # the encoder
-            info[sp] = {"sparsity": round(sparsity, 3), "heads": heads, "neurons": neurons}
+        masked, shrunk, info = _prune_and_shrink(dense)
         batch = random_batch(opts.batch, opts.seq, vocab, opts.seed, opts.device)
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        one = {k: v[:1] for k, v in inputs.items()}
-        names = ["dense", *(f"shrunk{sp}" for sp in SPARSITIES)]
-        models = {"dense": dense, **{f"shrunk{sp}": shrunk[sp] for sp in SPARSITIES}}
-
-        fns = {n: forward_fn(models[n], inputs) for n in names}
-        fns.update({f"masked{sp}": forward_fn(masked[sp], inputs) for sp in SPARSITIES})
-        times = {"infer": interleaved(fns, opts)}
-        times["infer1"] = interleaved({n: forward_fn(models[n], one) for n in names}, opts)
-        del masked, fns
-        gc.collect()
-        trainers = {n: make_trainer(models[n], batch, opts, opts.batch) for n in names}  # .train()
-        times["train"] = interleaved_times(trainers, batch, opts)
+        times = _time_all(dense, masked, shrunk, batch, opts)
         med = {k: {n: median(v) for n, v in t.items()} for k, t in times.items()}
-
         params = {"dense": count_parameters(dense), "dense_encoder": encoder_parameters(dense)}
         flops_dense = encoder_flops([n_heads] * layers, [inter] * layers, hidden, d, opts.batch, opts.seq)
         for sp in SPARSITIES:
             name, kept = f"shrunk{sp}", info[sp]
             flops_shrunk = encoder_flops(kept["heads"], kept["neurons"], hidden, d, opts.batch, opts.seq)
             pick = {k: own(v, name, sp) for k, v in med.items()}
-            each = {k: rounded(own(v, name, sp)) for k, v in times.items()}
             infer_ratio = pick["infer"]["dense"] / pick["infer"]["shrunk"]
             yield base_record(
                 "structured", opts, model=shape_dict(shape), sparsity_target=sp, sparsity=kept["sparsity"],
                 weights=WEIGHTS_NOTE, batch=opts.batch, seq=opts.seq, batch_small=1, steps=opts.steps,
-                warmup=opts.warmup,
-                heads_kept=sum(kept["heads"]), heads_total=layers * n_heads,
+                warmup=opts.warmup, heads_kept=sum(kept["heads"]), heads_total=layers * n_heads,
                 neurons_kept=sum(kept["neurons"]), neurons_total=layers * inter,
                 heads_per_layer=kept["heads"], neurons_per_layer=kept["neurons"],
                 params={**params, "shrunk": count_parameters(shrunk[sp]),
@@ -151,11 +169,10 @@ def figure_structured(opts):
                        "counted": FLOPS_NOTE},
                 flops_ratio=flops_dense / flops_shrunk,
                 median_s={k: {n: round(t, 5) for n, t in v.items()} for k, v in pick.items()},
-                times_s=each,
-                infer_ratio=infer_ratio,
+                times_s={k: rounded(own(v, name, sp)) for k, v in times.items()}, infer_ratio=infer_ratio,
                 infer1_ratio=pick["infer1"]["dense"] / pick["infer1"]["shrunk"],
                 train_ratio=pick["train"]["dense"] / pick["train"]["shrunk"],
                 masked_infer_ratio=pick["infer"]["dense"] / pick["infer"]["masked"],
                 **target_fields(shape, sp, infer_ratio))
-        del trainers, models, shrunk, dense
+        del shrunk, dense
         gc.collect()
