@@ -1,11 +1,12 @@
 """Report of finished runs: Table 2, score against sparsity and the transfer matrix, as
 Markdown on stdout, CSV files and PNG figures (utils/report.py, utils/figures.py).
 
-    python report.py runs/glue_small                    # tables on stdout, files in figs/
+    python report.py runs/glue_small                    # tables on stdout, files in runs/glue_small/report/
     python report.py runs/glue_small --out figs/small --transfer_sparsity 70
     python report.py runs/glue_small --bench bench.json  # + structured speed-ups (scripts/bench.py --json_out)
 """
 import argparse
+from pathlib import Path
 
 from utils.archive import check_slim_target, slim_copy
 from utils.args import Parser
@@ -17,7 +18,9 @@ from utils.report import write_report
 def parse_args(argv=None):
     p = Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("runs_dir", help="folder holding the runs (any depth)")
-    p.add_argument("--out", default="figs", help="where report.md, the CSVs and the figures go")
+    p.add_argument("--out", default=None,
+                   help="where report.md, the CSVs and the figures go (default: RUNS_DIR/report; the committed "
+                        "figures in figs/ are written by scripts/build_docs.py)")
     p.add_argument("--no_figures", action="store_true", help="tables only")
     p.add_argument("--transfer_sparsity", type=int, default=70, help="sparsity (%%) of the transfer matrix")
     p.add_argument("--slim_copy", default=None, metavar="DIR",
@@ -45,14 +48,15 @@ def mask_levels(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    check_dir_writable(args.out, "--out")
+    out = args.out or str(Path(args.runs_dir) / "report")
+    check_dir_writable(out, "--out")
     if args.slim_copy:
         check_slim_target(args.runs_dir, args.slim_copy)
         check_dir_writable(args.slim_copy, "--slim_copy")
-    text, _, figures = write_report(args.runs_dir, args.out, figures=not args.no_figures,
+    text, _, figures = write_report(args.runs_dir, out, figures=not args.no_figures,
                                     transfer_sparsity=args.transfer_sparsity, bench=args.bench)
     print(text, end="")
-    print(f"wrote {args.out}/report.md, table2.csv, curves.csv, transfer.csv"
+    print(f"wrote {out}/report.md, table2.csv, curves.csv, transfer.csv"
           + (", structured_speed.csv" if args.bench else "")
           + (f" and {len(figures)} figure(s)" if figures else ""))
     if args.slim_copy:

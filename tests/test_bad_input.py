@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 
 from pathlib import Path
@@ -757,9 +758,41 @@ def _digest(path):
         return f"unreadable {st.st_size} {st.st_mtime_ns}"
 
 
+# the exact line each row prints, paths shortened (:func:`shown`): the message column of the table
+# in docs/errors.md, which scripts/build_docs.py generates from these rows and this file
+MESSAGES = json.loads((Path(__file__).parent / "bad_input_messages.json").read_text())
+
+
+def shown(line, w):
+    """An error line as the table shows it: the test's folders as "…", the checkpoint as "…/tiny_bert",
+    a process id as "<pid>", and the random parts of a cache folder's or a temporary file's name."""
+    line = line.replace(str(w["model"]), "…/tiny_bert").replace(str(w["tmp"]), "…")
+    line = re.sub(r"^\S+: error: ", "error: ", line)  # argparse's "<prog>: error: ", prog as it was started
+    line = re.sub(r"(_len\d+)_[0-9a-f]{16}\b", r"\1_…", line)  # a cache folder's key (sizes, times)
+    line = re.sub(r"(\.\w+\.pt)\.\w{8}\.tmp\b", r"\1.<random>.tmp", line)  # a temporary file's name
+    return re.sub(r"\bpid \d+", "pid <pid>", line)
+
+
+def check_message(row_id, line, w):
+    """The row's line is the table's, exactly; ``BAD_INPUT_RECORD=1`` records it instead (a changed
+    message is then a reviewed change of tests/bad_input_messages.json and of the table)."""
+    if os.environ.get("BAD_INPUT_RECORD"):
+        path = Path(__file__).parent / "bad_input_messages.json"
+        messages = json.loads(path.read_text())
+        messages[row_id] = shown(line, w)
+        path.write_text(json.dumps(messages, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+        return
+    assert shown(line, w) == MESSAGES[row_id]
+
+
+def test_every_row_has_its_message_and_no_other():
+    assert sorted(MESSAGES) == sorted(r[0] for r in ROWS + PERMISSION_ROWS)
+    assert all(m.startswith("error: ") or ": error: " in m for m in MESSAGES.values())
+
+
 @pytest.mark.parametrize("row", ROWS, ids=[r[0] for r in ROWS])
 def test_bad_input_one_line_exit_2_nothing_damaged(row, world, capsys):
-    _, _, make, expected = row
+    row_id, _, make, expected = row
     main, argv = make(world)
     before = fingerprint(world)
     capsys.readouterr()
@@ -768,6 +801,7 @@ def test_bad_input_one_line_exit_2_nothing_damaged(row, world, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2
     assert err and expected in err[-1], err
+    check_message(row_id, err[-1], world)  # the line the table shows, exactly
     assert "Traceback" not in "\n".join(err)
     assert err[-1].startswith("error: ") or ": error: " in err[-1]  # ours, or argparse's usage + error
     # the earlier run's files are untouched: nothing was written before the input was refused
@@ -865,7 +899,7 @@ def test_permission_denied_one_line_exit_2_nothing_damaged(row, world):
 
     prefix = _no_override()
     root = Path(__file__).resolve().parents[1]
-    _, _, make, expected = row
+    row_id, _, make, expected = row
     try:
         script, argv = make(world)
         before = fingerprint(world)
@@ -874,6 +908,7 @@ def test_permission_denied_one_line_exit_2_nothing_damaged(row, world):
         err = proc.stderr.strip().splitlines()
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert err and err[-1].startswith("error: ") and expected in err[-1], err
+        check_message(row_id, err[-1], world)
         assert "Traceback" not in proc.stderr
         after = fingerprint(world)
     finally:

@@ -5,6 +5,7 @@ when one is stale (``python scripts/build_docs.py --check``).
 A block is ``<!-- generated: NAME -->`` ... ``<!-- end: NAME -->``; NAME is a key of
 :data:`GENERATORS`.
 """
+import ast
 import functools
 import json
 import re
@@ -72,7 +73,29 @@ def _structured_nr(folder):
     return head + "\n" + "\n".join(r for _, r in sorted(rows))
 
 
+def _rows_of(tree, name):
+    """(id, wording) of each row of the list ``name`` in a module's AST (lists joined with ``+``)."""
+    def parts(node):
+        return parts(node.left) + parts(node.right) if isinstance(node, ast.BinOp) else list(node.elts)
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == name:
+            return [(ast.literal_eval(e.elts[0]), ast.literal_eval(e.elts[1])) for e in parts(node.value)]
+    raise KeyError(f"no list {name} in the bad-input tests")
+
+
+def _bad_input():
+    """The bad-input table: every row of tests/test_bad_input.py (its id and wording) with the exact
+    line it prints (tests/bad_input_messages.json, which the same test compares with the real line)."""
+    tree = ast.parse((ROOT / "tests" / "test_bad_input.py").read_text())
+    messages = json.loads((ROOT / "tests" / "bad_input_messages.json").read_text())
+    cell = lambda text: text.replace("|", "\\|")  # noqa: E731
+    rows = [f"| `{i}` | {cell(w)} | {cell(messages[i])} |"
+            for i, w in _rows_of(tree, "ROWS") + _rows_of(tree, "PERMISSION_ROWS")]
+    return "| row | input | message (stderr, exit code 2) |\n|---|---|---|\n" + "\n".join(rows)
+
+
 GENERATORS = {
+    "bad_input": _bad_input,
     "profiles": _profiles,
     "small_table2": lambda: _table2("results/small"),
     "small_comparisons": lambda: _comparisons("results/small"),
