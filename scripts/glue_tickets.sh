@@ -36,23 +36,5 @@
 # is started in (the defaults from the repository root). A setting the recipe cannot honour is
 # refused in one line (exit code 2) before anything runs.
 set -euo pipefail
-source "$(dirname "$0")/recipe_lib.sh"
-source "$(dirname "$0")/glue_profile.sh"
-
-# ---- per task, stage A: IMP per set, dense fine-tunes (and, first, the one-shot masks and the
-# shuffled weights); stage B: every fixed-mask fine-tune. Tasks go one after the other, so a
-# killed recipe has whole tasks done. -------------------------------------------------------
-n_imp=0
-n_oneshot=0
-ti=0
-expect_glue() { echo "$1/checkpoint-$((S * $2 / 10))/mask.pt"; }  # k-th event: 10·k %, at step k·S
-for TASK in $TASKS; do
-  t=$(lower "$TASK"); S=$(round_steps "$TASK")
-  A=$((2 * ti + 1)); B=$((2 * ti + 2)); ti=$((ti + 1))
-  if [ "$A" = 1 ]; then oneshot_masks glue; fi
-  tickets_plan "$OUT/$t" LT_glue.py glue_trans.py "$(common "$TASK")" \
-    "--learning_rate $IMP_LR --evaluate_during_training --logging_steps $S --save_steps $S --num_train_epochs $((ROUND_EPOCHS * 10)) $(imp_stop) --round_schedule $SCHEDULE" \
-    "--learning_rate $LR --num_train_epochs $FT_EPOCHS --logging_steps 0 --save_steps 0" expect_glue
-done
-
-finish_recipe glue_tickets "$EVENTS"
+source "$(dirname "$0")/recipe_lib.sh"  # --help
+exec "${PYTHON:-python}" "$ROOT/utils/recipes.py" glue_tickets "$@"

@@ -1,7 +1,6 @@
 """The committed record of the small-scale reproduction (results/small, JSON only) regenerates
 the README's tables and the figures' data exactly (figs/small)."""
 import json
-import re
 from pathlib import Path
 
 from utils.report import write_report

@@ -17,7 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np
 
 from utils.io import atomic_write, write_json  # noqa: E402
-from utils.runs import LABELS, METHODS, task_label  # noqa: E402
+from utils.profiles import METHODS  # noqa: E402
+from utils.runs import LABELS, task_label  # noqa: E402
 from utils.stats import mean_std  # noqa: E402
 from utils.tables import curves, transfer_matrices  # noqa: E402
 

@@ -1,11 +1,12 @@
-"""The GLUE recipes' budget profiles as data: what ``scripts/glue_profile.sh`` sets (through
-the shell lines :func:`shell` prints) and what the docs' profile table shows
-(:func:`markdown_table`), so the two cannot disagree.
-
-    python utils/profiles.py glue small     # the shell assignments of one profile
-"""
-import shlex
-import sys
+"""The GLUE recipes' budget profiles as data: what the GLUE recipes plan with
+(:mod:`utils.recipe_glue`) and what the docs' profile table shows (:func:`markdown_table`),
+so the two cannot disagree."""
+# The methods of the paper's Table 2, as the recipes plan them and the report shows them: the full
+# model, then the fine-tunes with a fixed mask (the ticket, random pruning, one-shot magnitude
+# pruning, the ticket on random weights, the ticket on layer-shuffled weights).
+METHODS = ("full", "imp", "random", "omp", "reinit", "shuffled")
+MASK_METHODS = METHODS[1:]
+FROM_TICKET = ("imp", "reinit", "shuffled")  # methods that use an IMP ticket (and so a series)
 
 # Settings a user may override with an environment variable of the same name (the profile's
 # value is the default), and settings fixed by the profile.
@@ -44,16 +45,6 @@ GLUE = {
 }
 
 
-def shell(profile):
-    """Bash lines that set a GLUE profile: overridable settings as ``X=${X:-default}``, fixed
-    ones as ``X=value``, then ``seed_settings`` with the profile's seed defaults."""
-    p = GLUE[profile]
-    lines = [f"{k}=${{{k}:-{shlex.quote(p[k])}}}" if p[k] else f"{k}=${{{k}:-}}" for k in OVERRIDABLE]
-    lines += [f"{k}={shlex.quote(p[k])}" for k in FIXED]
-    lines.append("seed_settings " + " ".join(shlex.quote(p[k]) for k in SEED_KEYS))
-    return "\n".join(lines)
-
-
 def markdown_table():
     """The docs' profile table, from :data:`GLUE`."""
     names = list(GLUE)
@@ -75,19 +66,3 @@ def markdown_table():
     out = ["| | " + " | ".join(f"`{n}`" for n in names) + " |", "|---" * (len(names) + 1) + "|"]
     out += ["| " + label + " | " + " | ".join(fn(GLUE[n]) for n in names) + " |" for label, fn in rows]
     return "\n".join(out)
-
-
-def main(argv):
-    if len(argv) != 2 or argv[0] != "glue":
-        print("usage: python utils/profiles.py glue PROFILE", file=sys.stderr)
-        return 2
-    if argv[1] not in GLUE:
-        names = list(GLUE)
-        print(f"error: PROFILE must be {', '.join(names[:-1])} or {names[-1]}, not '{argv[1]}'", file=sys.stderr)
-        return 2
-    print(shell(argv[1]))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

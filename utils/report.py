@@ -17,10 +17,10 @@ from utils.bench_table import read_bench, structured_speed
 from utils.figures import write_figures
 from utils.io import write_json, write_text
 from utils.overlap import STORE, OverlapStore, table_overlaps
+from utils.profiles import MASK_METHODS
 from utils.runs import FINAL_NOTE, LABELS, METRIC_NAMES, collect, task_label
 from utils.stats import fmt_difference, mean_std
 from utils.tables import (
-    MASK_METHODS,
     comparisons,
     curves,
     fmt,

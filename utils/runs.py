@@ -15,7 +15,6 @@ from pathlib import Path
 from utils.errors import UserError
 from utils.io import read_json
 
-METHODS = ("full", "imp", "random", "omp", "reinit", "shuffled")
 LABELS = {"full": "full model", "imp": "IMP ticket", "random": "random pruning", "omp": "OMP",
           "reinit": "random re-init", "shuffled": "shuffled weights", "transfer": "transferred ticket"}
 METRIC_NAMES = {"mcc": "Matthews", "acc": "acc", "pearson": "Pearson", "f1": "F1"}

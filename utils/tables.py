@@ -11,6 +11,7 @@ deviation and the first rule falls back to the second (said in the output).
 import json
 from collections import defaultdict
 
+from utils.profiles import FROM_TICKET, MASK_METHODS
 from utils.runs import LABELS, SETTINGS, task_label
 from utils.stats import difference, mean_std, verdict
 
@@ -31,8 +32,6 @@ def fmt(mean, std=None, n=None, show_n=False):
     return s
 
 
-MASK_METHODS = ("imp", "random", "omp", "reinit", "shuffled")
-FROM_TICKET = ("imp", "reinit", "shuffled")  # methods that use an IMP ticket (and so a series)
 
 
 def summarise(finished):

@@ -1,0 +1,79 @@
+"""The recipes planned in Python: plan() returns the runs (stage, folder, command, marker) that
+the shell wrappers queue, reading what IMP wrote; quoting survives the shell; one list of methods
+for the recipes and the report."""
+import json
+import shlex
+import subprocess
+
+import pytest
+
+from utils.profiles import MASK_METHODS, METHODS
+from utils.recipe_lib import RecipeError, q
+from utils.recipes import plan
+
+
+@pytest.fixture
+def env(tmp_path):
+    d = tmp_path / "glue" / "MRPC"
+    d.mkdir(parents=True)
+    (d / "train.tsv").write_text("header\n" + "row\n" * 100)  # 100 rows: 4 batches of 32
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text(json.dumps({"hidden_size": 8, "intermediate_size": 16,
+                                                                "num_hidden_layers": 2}))
+    return {"PROFILE": "small", "TASKS": "MRPC", "DATA": str(tmp_path / "glue"), "MODEL": str(tmp_path / "model"),
+            "OUT": str(tmp_path / "runs"), "PWD": str(tmp_path), "SPARSITIES": "50 70", "METHODS": "imp omp random",
+            "SEEDS": "1 2", "SEEDS_IMP": "1 2", "SEEDS_OMP": "1", "SEEDS_RANDOM": "1"}
+
+
+def test_plan_lists_the_runs_with_stages_markers_and_ticket_paths(env, tmp_path):
+    s, p = plan("glue_tickets", env, dry_run=True)
+    out = tmp_path / "runs"
+    stages = [r.stage for r in p.runs]
+    assert stages == sorted(stages) and set(stages) == {1, 2}  # one-shot masks, IMP and dense in stage 1
+    masks = [r for r in p.runs if "oneshot.py" in r.cmd]
+    assert [r.marker for r in masks] == [f"{out}/masks/random_no_pooler_50_s1/mask_provenance.json",
+                                        f"{out}/masks/omp_no_pooler_50/mask_provenance.json",
+                                        f"{out}/masks/random_no_pooler_70_s1/mask_provenance.json",
+                                        f"{out}/masks/omp_no_pooler_70/mask_provenance.json"]
+    imp = next(r for r in p.runs if "LT_glue.py" in r.cmd)
+    argv = shlex.split(imp.cmd)
+    assert argv[argv.index("--save_steps") + 1] == "12" and argv[argv.index("--max_steps") + 1] == "84"
+    assert imp.marker == f"{out}/mrpc/imp_no_pooler/complete.json" and imp.log == f"{out}/mrpc/imp_no_pooler.log"
+    cells = [r for r in p.runs if r.stage == 2]
+    # seed-major: (imp, omp, random) x (50, 70) at seed 1, then imp's second seed at both levels
+    assert [r.marker.split("/")[-2] for r in cells] == [
+        "imp_no_pooler_50_s1", "omp_no_pooler_50_s1", "random_no_pooler_50_s1",
+        "imp_no_pooler_70_s1", "omp_no_pooler_70_s1", "random_no_pooler_70_s1",
+        "imp_no_pooler_50_s2", "imp_no_pooler_70_s2"]
+    ticket = shlex.split(cells[0].cmd)
+    assert ticket[ticket.index("--mask_dir") + 1] == f"{out}/mrpc/imp_no_pooler/checkpoint-60/mask.pt"
+    # once IMP has written its results, the ticket's path is the one it recorded
+    (out / "mrpc" / "imp_no_pooler").mkdir(parents=True)
+    (out / "mrpc" / "imp_no_pooler" / "results.json").write_text(json.dumps(
+        {"masks": [{"sparsity": 50.02, "path": "checkpoint-61/mask.pt"}]}))
+    _, p2 = plan("glue_tickets", env, dry_run=True)
+    first = shlex.split(next(r for r in p2.runs if r.stage == 2).cmd)
+    assert first[first.index("--mask_dir") + 1] == f"{out}/mrpc/imp_no_pooler/checkpoint-61/mask.pt"
+    assert p.header[0] == "glue_tickets: profile small, tasks [MRPC], sets [no_pooler], sparsities [50 70], " \
+                          "methods [imp omp random]"
+
+
+def test_a_refused_setting_raises_before_any_run(env):
+    with pytest.raises(RecipeError, match="SPARSITIES: '55' is not a sparsity IMP writes"):
+        plan("glue_tickets", {**env, "SPARSITIES": "50 55"})
+    with pytest.raises(RecipeError, match="unknown method 'lottery' in METHODS"):
+        plan("transfer", {**env, "METHODS": "imp lottery"})
+
+
+@pytest.mark.parametrize("text", ["plain/path-1.0", "a b", "dossier ü ñ 数据", "it's", 'quo"te', "$HOME", "a;b&c",
+                                  "(x)", "*?[]", "tab\there", "back\\slash", ""])
+def test_quoting_survives_the_shell(text):
+    words = subprocess.run(["bash", "-c", f"printf '%s\\n' {q(text)}"], capture_output=True, text=True).stdout
+    assert words == text + "\n"
+
+
+def test_one_list_of_methods_for_recipes_and_report():
+    from utils import runs, tables
+
+    assert METHODS[0] == "full" and MASK_METHODS == METHODS[1:] == ("imp", "random", "omp", "reinit", "shuffled")
+    assert set(runs.LABELS) >= set(METHODS) and tables.MASK_METHODS is MASK_METHODS
