@@ -69,6 +69,7 @@ def test_all_figures_once_each_with_machine_info(quick):
         assert m["torch"].startswith("2.") and m["platform"]
 
 
+@pytest.mark.slow  # shares the one bench --quick run (about 15 s)
 def test_every_ratio_is_a_positive_finite_float(quick):
     _, lines = quick
     found = [(f"{rec['figure']}{p}", v) for rec in lines for p, v in ratios(rec)]
@@ -81,6 +82,7 @@ def test_every_ratio_is_a_positive_finite_float(quick):
         assert isinstance(value, float) and math.isfinite(value) and value > 0, where
 
 
+@pytest.mark.slow  # shares the one bench --quick run (about 15 s)
 def test_masked_step_times_three_variants(quick):
     rec = quick[0]["masked_step"]
     assert rec["model"] == {"name": "tiny", "layers": 2, "hidden": 64, "heads": 2,
@@ -93,6 +95,7 @@ def test_masked_step_times_three_variants(quick):
     assert rec["ratio"] == pytest.approx(medians["plain"] / medians["dense"], rel=2e-2)
 
 
+@pytest.mark.slow  # shares the one bench --quick run (about 15 s)
 def test_pruning_masks_equal_torch_in_both_rounds(quick):
     rec = quick[0]["prune_speed"]
     assert rec["n_weights"] == PRUNE_SMALL == 200_704 and rec["n_matrices"] == 25
@@ -107,6 +110,7 @@ def test_pruning_masks_equal_torch_in_both_rounds(quick):
     assert rec["baseline_peak_over_current_mb"] < 50  # the peak counter starts with this process
 
 
+@pytest.mark.slow  # shares the one bench --quick run (about 15 s)
 def test_mask_files_four_times_smaller(quick):
     rec = quick[0]["mask_size"]
     assert rec["n_entries"] == PRUNE_SMALL and rec["sparsity"] == 50.0
@@ -119,6 +123,7 @@ def test_mask_files_four_times_smaller(quick):
     assert rec["torch_prune_sparsity"] == 50.0
 
 
+@pytest.mark.slow  # shares the one bench --quick run (about 15 s)
 def test_padding_to_longest_keeps_the_metrics(quick):
     rec = quick[0]["glue_padding"]
     assert rec["examples"] == 2 * 8 and rec["batch"] == 8
@@ -130,6 +135,7 @@ def test_padding_to_longest_keeps_the_metrics(quick):
     assert 9 <= rec["mean_padded_len"]["longest"] <= 51  # pairs of 3-24 words + 3 special tokens
 
 
+@pytest.mark.slow  # shares the one bench --quick run (about 15 s)
 def test_mixed_precision_compares_bf16_to_fp32(quick):
     rec = quick[0]["mixed_precision"]
     cuda = rec["machine"]["device"] == "cuda"
@@ -169,12 +175,14 @@ def test_bad_flag_exits_2_with_one_line():
         "glue_padding, mixed_precision, report_speed, state_write, structured)"]
 
 
+@pytest.mark.slow  # shares the one bench --quick run (about 15 s)
 def test_report_speed_reads_every_generated_run(quick):
     rec = quick[0]["report_speed"]
     assert rec["runs"] == 50 and rec["finished"] == 49  # run 5 of every 97 is left unfinished
     assert rec["figures"] >= 10 and rec["seconds"]["tables_only"] > 0 and isinstance(rec["meets_target"], bool)
 
 
+@pytest.mark.slow  # shares the one bench --quick run (about 15 s)
 def test_state_write_measures_three_writes(quick):
     rec = quick[0]["state_write"]
     assert rec["mb"]["state"] > rec["mb"]["weights"] > 0  # the state adds masks and AdamW's moments
@@ -224,6 +232,7 @@ def test_structured_target_only_on_bert_base_at_50():
         assert target_fields(shape, sp, 9.0) == {"target": None, "meets_target": None}
 
 
+@pytest.mark.slow  # shares the one bench --quick run (about 15 s)
 def test_structured_shrinks_and_times_every_variant(quick):
     recs = structured_records(quick)
     assert set(recs) == {50, 70}
