@@ -37,6 +37,8 @@ Commands (from the repository root)::
     python scripts/bench.py --device cuda                 # on a GPU (adds fp16)
     python scripts/bench.py --only structured --json_out bench.json  # records as one JSON list,
     python report.py runs/ --bench bench.json     # which report.py turns into a speed-up table
+    python scripts/bench.py --only structured_masks --masks fisher=runs/x/mask.pt,taylor=runs/y/mask.pt
+                                                          # chosen structured masks on their checkpoint
 
 Progress goes to stderr; stdout carries only the JSON lines; ``--json_out FILE`` also writes
 every record so far as one JSON list (atomically, rewritten after each record). On a machine
@@ -70,11 +72,13 @@ from scripts.benchmarks.prune_speed import _memory_probe_main, figure_prune_spee
 from scripts.benchmarks.report_speed import figure_report_speed  # noqa: E402
 from scripts.benchmarks.state_write import figure_state_write  # noqa: E402
 from scripts.benchmarks.structured import figure_structured  # noqa: E402
+from scripts.benchmarks.structured_masks import figure_structured_masks  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.io import write_json  # noqa: E402
 
 FIGURES = ("masked_step", "prune_speed", "mask_size", "glue_padding", "mixed_precision", "report_speed",
            "state_write", "structured")
+OPT_IN = ("structured_masks",)  # figures that run only when --only names them (they need --masks)
 
 
 def figure_glue_padding(opts):
@@ -86,7 +90,8 @@ def figure_glue_padding(opts):
 RUNNERS = {"masked_step": figure_masked_step, "prune_speed": figure_prune_speed,
            "mask_size": figure_mask_size, "glue_padding": figure_glue_padding,
            "mixed_precision": figure_mixed_precision, "report_speed": figure_report_speed,
-           "state_write": figure_state_write, "structured": figure_structured}
+           "state_write": figure_state_write, "structured": figure_structured,
+           "structured_masks": figure_structured_masks}
 
 
 def parse_args(argv=None):
@@ -96,7 +101,7 @@ def parse_args(argv=None):
     a = p.add_argument
     a("--quick", action="store_true",
       help="tiny shapes, 2 timed steps, 1 thread (< 30 s; numbers not meaningful)")
-    a("--only", default="", help=f"comma-separated figures among {','.join(FIGURES)}")
+    a("--only", default="", help=f"comma-separated figures among {','.join(FIGURES + OPT_IN)}")
     a("--steps", type=int, default=None, help="timed steps per variant (default 5, --quick 2)")
     a("--warmup", type=int, default=1, help="untimed steps per variant first")
     a("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
@@ -112,6 +117,9 @@ def parse_args(argv=None):
     a("--threads", type=int, default=None, help="torch threads (default: torch's choice; --quick 1)")
     a("--json_out", default=None, metavar="FILE",
       help="also write all records as one JSON list to FILE (atomic; report.py --bench reads it)")
+    a("--masks", default="", metavar="NAME=MASK,...",
+      help="figure structured_masks: structured masks to shrink the --model checkpoint with and time")
+    a("--model", default=None, help="figure structured_masks: the checkpoint the masks were made for (MiniLM-L6)")
     a("--_memprobe", default=None, help=argparse.SUPPRESS)  # internal: the fresh-process probe
     opts = p.parse_args(argv)
     return finish_opts(opts)
@@ -141,9 +149,9 @@ def finish_opts(opts):
         name = bad[0] if bad else ""
         raise UserError(f"--shapes: unknown shape {name!r} (choose from {', '.join(SHAPES)})")
     opts.figures = [f.strip() for f in opts.only.split(",") if f.strip()] or list(FIGURES)
-    bad = [f for f in opts.figures if f not in FIGURES]
+    bad = [f for f in opts.figures if f not in FIGURES + OPT_IN]
     if bad:
-        raise UserError(f"--only: unknown figure {bad[0]!r} (choose from {', '.join(FIGURES)})")
+        raise UserError(f"--only: unknown figure {bad[0]!r} (choose from {', '.join(FIGURES + OPT_IN)})")
     if opts.device not in ("auto", "cpu", "cuda"):
         raise UserError(f"--device must be auto, cpu or cuda, not {opts.device!r}")
     if opts.device == "cuda" and not torch.cuda.is_available():

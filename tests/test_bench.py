@@ -265,3 +265,38 @@ def test_structured_shrinks_and_times_every_variant(quick):
         assert "random-init" in rec["weights"] and "Q/K/V/O" in f["counted"]
     assert recs[50]["median_s"]["infer"]["dense"] == recs[70]["median_s"]["infer"]["dense"]  # one dense run
     assert recs[70]["flops"]["shrunk"] < recs[50]["flops"]["shrunk"]
+
+
+def test_structured_masks_times_the_chosen_masks_on_their_checkpoint(tiny_bert_dir, tmp_path):
+    """Figure structured_masks: each mask shrinks the real checkpoint to the heads and neurons it
+    keeps, and is timed against the dense model."""
+    import torch
+
+    from utils.maskfile import save_mask
+    from utils.models import load_model
+    from utils.structured import structured_prune
+
+    paths = {}
+    for name, rate in (("half", 0.5), ("most", 0.7)):
+        model = load_model("glue", str(tiny_bert_dir))
+        masks = structured_prune(model, rate, how="magnitude")
+        paths[name] = tmp_path / f"{name}.pt"
+        save_mask(paths[name], masks, model=model, prunable_set="no_pooler", structure="heads_ffn")
+    bench = load_bench()
+    records = bench.main(["--quick", "--only", "structured_masks", "--model", str(tiny_bert_dir), "--masks",
+                          ",".join(f"{n}={p}" for n, p in paths.items())])
+    assert [r["mask"] for r in records] == ["half", "most"]
+    cfg = load_model("glue", str(tiny_bert_dir)).config
+    for rec, rate in zip(records, (0.5, 0.7)):
+        masks = torch.load(paths[rec["mask"]])
+        heads = [int(masks[f"bert.encoder.layer.{i}.attention.self.query.weight_mask"].view(
+            cfg.num_attention_heads, -1).any(1).sum()) for i in range(cfg.num_hidden_layers)]
+        assert rec["heads_per_layer"] == heads and len(rec["neurons_per_layer"]) == cfg.num_hidden_layers
+        assert abs(rec["sparsity"] - 100 * rate) < 5
+        assert rec["params"]["shrunk"] < rec["params"]["dense"] and rec["flops_ratio"] > 1
+        assert math.isfinite(rec["infer_ratio"]) and rec["infer_ratio"] > 0
+    assert records[1]["params"]["shrunk"] < records[0]["params"]["shrunk"]
+    with pytest.raises(UserError, match="needs --masks"):
+        bench.main(["--quick", "--only", "structured_masks"])
+    with pytest.raises(UserError, match="'nope' is not name=MASK.pt"):
+        bench.main(["--quick", "--only", "structured_masks", "--masks", "nope"])

@@ -77,3 +77,24 @@ def test_one_list_of_methods_for_recipes_and_report():
 
     assert METHODS[0] == "full" and MASK_METHODS == METHODS[1:] == ("imp", "random", "omp", "reinit", "shuffled")
     assert set(runs.LABELS) >= set(METHODS) and tables.MASK_METHODS is MASK_METHODS
+
+
+def test_structured_nr_plan_dense_then_cells_then_short_fine_tunes(env, tmp_path):
+    env = {**env, "TASKS": "", "SPARSITIES": "", "METHODS": "", "SEEDS": "1 2", "TASK": "MRPC",
+           "CELLS": "fisher:none:1:50 magnitude:size:0:70", "SHORT": "fisher:none:1:50 magnitude:size:0:70"}
+    _, p = plan("structured_nr", env)
+    out = tmp_path / "runs"
+    assert [r.stage for r in p.runs] == [1, 1, 2, 2, 2, 2, 3, 3, 3, 3]
+    assert [r.marker for r in p.runs[:2]] == [f"{out}/dense_s{k}/complete.json" for k in (1, 2)]
+    assert all("--save_model" in r.cmd for r in p.runs[:2])
+    fisher = shlex.split(p.runs[2].cmd)
+    assert fisher[fisher.index("--model_name_or_path") + 1] == f"{out}/dense_s1/model"
+    assert "--rescale" in fisher and fisher[fisher.index("--rate") + 1] == "0.50"
+    assert p.runs[2].marker == f"{out}/fisher_none_r1_50_s1/results.json"
+    assert "--rescale" not in shlex.split(p.runs[3].cmd)
+    ft_rescaled, ft_masked = (shlex.split(r.cmd) for r in p.runs[6:8])
+    assert ft_rescaled[ft_rescaled.index("--model_name_or_path") + 1] == f"{out}/fisher_none_r1_50_s1/model"
+    assert ft_masked[ft_masked.index("--mask_dir") + 1] == f"{out}/magnitude_size_r0_70_s1/mask.pt"
+    assert ft_masked.count("--model_name_or_path") == 1
+    with pytest.raises(RecipeError, match="CELLS: 'fisher:50' is not SCORE:NORMALISE:RESCALE:RATE"):
+        plan("structured_nr", {**env, "CELLS": "fisher:50"})

@@ -1,7 +1,7 @@
 """The recipes' command line: plan a recipe from the environment, print the plan, run its queue.
 
-``scripts/glue_tickets.sh``, ``transfer.sh``, ``imp_budget.sh``, ``squad_tickets.sh`` and
-``mlm_tickets.sh`` are thin wrappers around it (their headers document the settings, which are
+``scripts/glue_tickets.sh``, ``transfer.sh``, ``imp_budget.sh``, ``squad_tickets.sh``,
+``mlm_tickets.sh`` and ``structured_nr.sh`` are thin wrappers around it (their headers document the settings, which are
 environment variables); ``--dry-run`` prints every command and marks the finished runs. Each
 recipe is a function of :class:`utils.recipe_lib.Settings` returning a
 :class:`utils.recipe_lib.Plan` (:mod:`utils.recipe_glue`, :mod:`utils.recipe_text`); the queue
@@ -20,10 +20,11 @@ if __package__ in (None, ""):  # run as a file (the shell wrappers): the reposit
 from utils.queue import run_queue  # noqa: E402
 from utils.recipe_glue import glue_tickets, imp_budget, transfer  # noqa: E402
 from utils.recipe_lib import RecipeError, Settings  # noqa: E402
+from utils.recipe_structured import structured_nr  # noqa: E402
 from utils.recipe_text import mlm_tickets, squad_tickets  # noqa: E402
 
 RECIPES = {"glue_tickets": glue_tickets, "transfer": transfer, "imp_budget": imp_budget,
-           "squad_tickets": squad_tickets, "mlm_tickets": mlm_tickets}
+           "squad_tickets": squad_tickets, "mlm_tickets": mlm_tickets, "structured_nr": structured_nr}
 FAMILY = {"squad_tickets": "squad", "mlm_tickets": "mlm"}  # the default OUT: runs/<family>_<profile>
 
 
