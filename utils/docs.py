@@ -55,21 +55,33 @@ def _budget(path):
     return budget_table(json.loads((ROOT / path).read_text()))
 
 
+def _speedups(folder):
+    """Measured inference speed-up of each cell's mask (scripts/bench.py --only structured_masks),
+    by the mask's folder name without its rescaling flag (the mask is the same with or without)."""
+    path = ROOT / folder / "bench_masks.json"
+    records = json.loads(path.read_text()) if path.is_file() else []
+    return {re.sub(r"_r[01]_", "_", Path(r["mask_path"]).parent.name): r["infer_ratio"] for r in records}
+
+
 def _structured_nr(folder):
-    """The no-retraining structured masks' table from their records (oneshot_structured.py)."""
-    rows = []
+    """The no-retraining structured masks' table from their records (oneshot_structured.py), with
+    the measured speed-up of the shrunk model."""
+    rows, speed = [], _speedups(folder)
     for d in sorted((ROOT / folder).glob("*_50")):
         res = json.loads((d / "results.json").read_text())
         rec = json.loads((d / "mask_provenance.json").read_text())
         norm = f" ({'per weight' if rec['normalise'] == 'size' else rec['normalise']})" if rec["score"] in (
             "taylor", "fisher") else ""
         sec = res["seconds"]
+        ratio = speed.get(re.sub(r"_r[01]_", "_", d.name))
         rows.append((-res["eval"]["pearson"], f"| {rec['score']}{norm} | {'yes' if rec['rescaled'] else 'no'} | "
-                     f"{100 * res['eval']['pearson']:.1f} | {', '.join(map(str, res['heads_kept']))} | "
+                     f"{100 * res['eval']['pearson']:.1f} | {f'{ratio:.2f}×' if ratio else '–'} | "
+                     f"{', '.join(map(str, res['heads_kept']))} | "
                      f"{', '.join(map(str, res['neurons_kept']))} | {sec['scoring']:.1f} s / "
                      + (f"{sec['rescaling']:.0f} s |" if rec["rescaled"] else "– |")))
-    head = ("| score (normalisation) | least-squares rescaling | Pearson, no training | heads kept per layer | "
-            "FFN neurons kept per layer (of 1,536) | scoring / rescaling |\n|---|---|---|---|---|---|")
+    head = ("| score (normalisation) | least-squares rescaling | Pearson, no training | inference speed-up | "
+            "heads kept per layer | FFN neurons kept per layer (of 1,536) | scoring / rescaling |\n"
+            "|---|---|---|---|---|---|---|")
     return head + "\n" + "\n".join(r for _, r in sorted(rows))
 
 
