@@ -98,3 +98,25 @@ def test_structured_nr_plan_dense_then_cells_then_short_fine_tunes(env, tmp_path
     assert ft_masked.count("--model_name_or_path") == 1
     with pytest.raises(RecipeError, match="CELLS: 'fisher:50' is not SCORE:NORMALISE:RESCALE:RATE"):
         plan("structured_nr", {**env, "CELLS": "fisher:50"})
+
+
+def test_structured_seeds_table_from_a_record(tmp_path, monkeypatch):
+    """The docs' seeded no-retraining table: per cell the score from each dense seed's model, the
+    mean gap to that seed's own dense model, the measured speed-up and the short fine-tune."""
+    from utils import docs
+
+    def write(rel, obj):
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(obj))
+    for k, dense in ((1, 80.0), (2, 76.0)):
+        write(f"dense_s{k}/complete.json", {"headline": {"value": dense}})
+        write(f"fisher_none_r1_50_s{k}/results.json", {"eval": {"pearson": (dense - 2 * k) / 100}})
+    write("magnitude_size_r0_70_s1/results.json", {"eval": {"pearson": 0.3}})
+    write("fisher_none_r1_50_s2_ft/complete.json", {"headline": {"value": 75.5}})
+    write("bench_masks.json", [{"mask_path": "fisher_none_r1_50/mask.pt", "infer_ratio": 1.87}])
+    monkeypatch.setattr(docs, "ROOT", tmp_path.parent)
+    lines = docs._structured_seeds(tmp_path.name).splitlines()
+    assert lines[2] == "| full model (the dense fine-tune itself) | | | 80.0 / 76.0 | | | |"
+    assert lines[3] == "| fisher (raw) | yes | 50 % | 78.0 / 72.0 | -3.0 | 1.87× | — / 75.5 |"
+    assert lines[4] == "| magnitude | no | 70 % | 30.0 / — | -50.0 | — | — |"

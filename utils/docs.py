@@ -106,8 +106,50 @@ def _bad_input():
     return "| row | input | message (stderr, exit code 2) |\n|---|---|---|\n" + "\n".join(rows)
 
 
+def _headline(path):
+    """The headline score (percent) of a run's complete.json, or None."""
+    rec = json.loads(path.read_text()) if path.is_file() else {}
+    return (rec.get("headline") or {}).get("value")
+
+
+NORM_LABELS = {"size": "per weight", "none": "raw", "layer": "per layer group"}
+
+
+def _structured_seeds(folder):
+    """The seeded no-retraining cells (scripts/structured_nr.sh): per score, rescaling and rate,
+    Pearson without training from each dense seed's model, the gap to that seed's dense model,
+    the speed-up, and the short fine-tune's score."""
+    root, speed = ROOT / folder, _speedups(folder)
+    seeds = sorted(int(d.name[7:]) for d in root.glob("dense_s*") if (d / "complete.json").is_file())
+    dense = {k: _headline(root / f"dense_s{k}" / "complete.json") for k in seeds}
+    cells = sorted({re.sub(r"_s\d+$", "", d.name) for d in root.glob("*_s[0-9]*")
+                    if not d.name.startswith("dense") and not d.name.endswith("_ft")})
+    fmt = lambda v: "—" if v is None else f"{v:.1f}"  # noqa: E731
+    rows = [f"| full model (the dense fine-tune itself) | | | {' / '.join(fmt(dense[k]) for k in seeds)} | | | |"]
+    for cell in sorted(cells, key=lambda c: (int(c.rsplit("_", 1)[1]), c)):
+        score, rescaled, rate = re.match(r"(.+)_r([01])_(\d+)$", cell).groups()
+        vals = {}
+        for k in seeds:
+            res = root / f"{cell}_s{k}" / "results.json"
+            vals[k] = 100 * json.loads(res.read_text())["eval"]["pearson"] if res.is_file() else None
+        gaps = [vals[k] - dense[k] for k in seeds if vals[k] is not None and dense[k] is not None]
+        ft = [_headline(root / f"{cell}_s{k}_ft" / "complete.json") for k in seeds]
+        ratio = speed.get(f"{score}_{rate}")
+        name, norm = score.rsplit("_", 1)
+        label = name if "magnitude" in name else f"{name} ({NORM_LABELS[norm]})"
+        rows.append(f"| {label} | "
+                    f"{'yes' if rescaled == '1' else 'no'} | {rate} % | {' / '.join(fmt(vals[k]) for k in seeds)} | "
+                    f"{fmt(sum(gaps) / len(gaps)) if gaps else '—'} | {f'{ratio:.2f}×' if ratio else '—'} | "
+                    f"{' / '.join(fmt(v) for v in ft) if any(v is not None for v in ft) else '—'} |")
+    head = (f"| score (normalisation) | rescaled | encoder pruned | Pearson, no training (dense seed "
+            f"{' / '.join(map(str, seeds))}) | mean gap to its own dense model | inference speed-up | after a short "
+            "fine-tune |\n|---|---|---|---|---|---|---|")
+    return head + "\n" + "\n".join(rows)
+
+
 GENERATORS = {
     "bad_input": _bad_input,
+    "structured_seeds": lambda: _structured_seeds("results/structured_nr"),
     "profiles": _profiles,
     "small_table2": lambda: _table2("results/small"),
     "small_comparisons": lambda: _comparisons("results/small"),
