@@ -51,6 +51,27 @@ def _comparisons(record):
     return section.split("\n", 1)[1].strip()
 
 
+BRIEF = ("sparsity", "IMP ticket", "OMP", "random pruning", "ticket vs full", "ticket − OMP [95%]", "ticket vs OMP",
+         "ticket ∩ OMP (random: 1 − s)")
+
+
+def _brief(record):
+    """The ticket against OMP, per task, from the comparisons section: a few columns of its tables,
+    each under a one-line heading (task, metric-free: the section's heading up to the first colon
+    and the full model's score)."""
+    out = []
+    for block in _comparisons(record).split("### ")[1:]:
+        heading, _, table = block.partition("\n")
+        rows = [[c.strip() for c in r.strip().strip("|").split("|")] for r in table.strip().splitlines()
+                if r.startswith("|")]
+        keep = [rows[0].index(c) for c in BRIEF]
+        task = heading.split(",")[0]
+        full = heading.rsplit(": ", 1)[1]
+        out += [f"**{task}**, {full}:", "", "| " + " | ".join(BRIEF) + " |", "|---" * len(BRIEF) + "|"]
+        out += ["| " + " | ".join(r[i] for i in keep) + " |" for r in rows[2:]] + [""]
+    return "\n".join(out).strip()
+
+
 def _budget(path):
     return budget_table(json.loads((ROOT / path).read_text()))
 
@@ -157,6 +178,7 @@ GENERATORS = {
     "small2_table2": lambda: _table2("results/small2"),
     "structured_nr": lambda: _structured_nr("results/structured_nr"),
     "small2_comparisons": lambda: _comparisons("results/small2"),
+    "small2_brief": lambda: _brief("results/small2"),
 }
 
 
