@@ -120,3 +120,32 @@ def test_structured_seeds_table_from_a_record(tmp_path, monkeypatch):
     assert lines[2] == "| full model (the dense fine-tune itself) | | | 80.0 / 76.0 | | | |"
     assert lines[3] == "| fisher (raw) | yes | 50 % | 78.0 / 72.0 | -3.0 | 1.87× | — / 75.5 |"
     assert lines[4] == "| magnitude | no | 70 % | 30.0 / — | -50.0 | — | — |"
+
+
+def test_structured_score_sets_share_the_random_masks_and_get_their_score(env, tmp_path):
+    env = {**env, "SETS": "heads_ffn heads_ffn_fisher_none", "METHODS": "imp random", "SEEDS_IMP": "1",
+           "SEEDS": "1"}
+    _, p = plan("glue_tickets", env, dry_run=True)
+    out = tmp_path / "runs"
+    masks = [r for r in p.runs if "oneshot.py" in r.cmd]
+    assert len(masks) == 2 and all("--structure heads_ffn --seed" in r.cmd for r in masks)  # one per level, no score
+    imps = {r.marker.split("/")[-2]: r.cmd for r in p.runs if "LT_glue.py" in r.cmd}
+    assert "--structure_score" not in imps["imp_heads_ffn"]
+    assert "--structure heads_ffn --structure_score fisher --score_normalise none" in imps["imp_heads_ffn_fisher_none"]
+    cell = next(r.cmd for r in p.runs if "random_heads_ffn_fisher_none_50_s1" in r.marker)
+    assert f"--mask_dir {out}/masks/random_heads_ffn_50_s1/mask.pt" in cell
+    with pytest.raises(RecipeError, match="METHODS omp with SETS heads_ffn_fisher_none"):
+        plan("glue_tickets", {**env, "METHODS": "imp omp"})
+    with pytest.raises(RecipeError, match="unknown set 'heads_ffn_magic'"):
+        plan("glue_tickets", {**env, "SETS": "heads_ffn_magic"})
+
+
+def test_structured_tickets_of_two_scores_are_two_series():
+    from utils.runs import imp_series
+
+    base = {"save_steps": 189, "learning_rate": 3e-4, "round_schedule": "whole_run", "max_train_samples": 2000,
+            "structure": "heads_ffn"}
+    magnitude = imp_series({**base, "structure_score": "magnitude"})
+    fisher = imp_series({**base, "structure_score": "fisher", "score_normalise": "none", "score_batches": 16})
+    assert magnitude == imp_series(base) == "rounds of 189, lr 0.0003, whole_run, 2000 rows"  # old records keep theirs
+    assert fisher == magnitude + ", fisher score (none, 16 batches)"

@@ -141,8 +141,11 @@ class Settings:
             if not re.fullmatch(r"[1-9]0", sp):
                 raise RecipeError(f"SPARSITIES: '{sp}' is not a sparsity IMP writes (percent, of {IMP_SPARSITIES}: "
                                   "IMP prunes 10 % per event)")
-        for s in sets.split():
-            set_flags(s)
+        for name in sets.split():
+            set_flags(name)
+            if name != base_set(name) and re.search("taylor|fisher", name) and "omp" in methods.split():
+                raise RecipeError(f"METHODS omp with SETS {name}: one-shot masks by a gradient score come from "
+                                  "oneshot_structured.py (scripts/structured_nr.sh), not oneshot.py")
         for m in methods.split():
             if m not in MASK_METHODS:
                 raise RecipeError(f"unknown method '{m}' in METHODS (imp random omp reinit shuffled)")
@@ -153,13 +156,27 @@ class Settings:
             raise RecipeError(f"MODEL={self.model} is not a folder; pass MODEL=<local BERT checkpoint> {what}")
 
 
-def set_flags(name):
-    """The pruning flags of a prunable set."""
-    if name == "heads_ffn":
-        return "--structure heads_ffn"
+STRUCTURED = re.compile(r"heads_ffn(?:_(magnitude|layer_norm_magnitude|taylor|fisher)(?:_(size|none|layer))?)?")
+
+
+def set_flags(name, imp=True):
+    """The pruning flags of a prunable set. ``heads_ffn_<score>[_<normalise>]`` is a structured set
+    whose IMP ranks heads and neurons by another score (``--structure_score``, ``--score_normalise``);
+    its random and one-shot masks are those of ``heads_ffn`` (``imp=False``: the flags of those)."""
     if name in ("paper", "no_pooler"):
         return f"--prunable_set {name}"
-    raise RecipeError(f"unknown set '{name}' in SETS (paper no_pooler heads_ffn)")
+    m = STRUCTURED.fullmatch(name)
+    if not m:
+        raise RecipeError(f"unknown set '{name}' in SETS (paper no_pooler heads_ffn); heads_ffn_<score>[_<normalise>] "
+                          "ranks structured IMP's units by another score")
+    score, norm = m.groups()
+    extra = (f" --structure_score {score}" if score else "") + (f" --score_normalise {norm}" if norm else "")
+    return "--structure heads_ffn" + (extra if imp else "")
+
+
+def base_set(name):
+    """The set whose random and one-shot masks a set uses: ``heads_ffn`` for its score variants."""
+    return "heads_ffn" if name.startswith("heads_ffn") else name
 
 
 def ticket_mask(imp_dir, sparsity, expected):
@@ -191,7 +208,7 @@ def oneshot_masks(s, plan, head, sets=None, sparsities=None, methods=None):
     Returns how many masks it plans."""
     n = 0
     methods = methods or s.methods
-    for SET in sets or s.sets:
+    for SET in dict.fromkeys(base_set(x) for x in sets or s.sets):  # one mask per base set
         for sp in sparsities or s.sparsities:
             rate = "1.0" if sp == "100" else f"0.{int(sp):02d}"
             common = f"{s.python} oneshot.py --weight %s --model {head} --rate {rate} --model_name_or_path {q(s.model)}"
@@ -199,13 +216,13 @@ def oneshot_masks(s, plan, head, sets=None, sparsities=None, methods=None):
                 for seed in s.seeds_of("random"):
                     d = random_mask_dir(s, SET, sp, seed)
                     plan.add(1, f"{d}/mask_provenance.json", f"{d}.log", common % "rand",
-                             f"--output_dir {q(d)} {set_flags(SET)} --seed {s.imp_seed + int(seed) - 1} "
+                             f"--output_dir {q(d)} {set_flags(SET, imp=False)} --seed {s.imp_seed + int(seed) - 1} "
                              "--overwrite_output_dir")
                     n += 1
             if "omp" in methods:
                 d = f"{s.out}/masks/omp_{SET}_{sp}"
                 plan.add(1, f"{d}/mask_provenance.json", f"{d}.log", common % "pre",
-                         f"--output_dir {q(d)} {set_flags(SET)} --seed {s.imp_seed} --overwrite_output_dir")
+                         f"--output_dir {q(d)} {set_flags(SET, imp=False)} --seed {s.imp_seed} --overwrite_output_dir")
                 n += 1
     if "shuffled" in methods:
         plan.add(1, f"{s.out}/masks/shuffle_weight_provenance.json", f"{s.out}/masks/shuffle.log",
@@ -215,7 +232,7 @@ def oneshot_masks(s, plan, head, sets=None, sparsities=None, methods=None):
 
 
 def random_mask_dir(s, SET, sp, seed):
-    return f"{s.out}/masks/random_{SET}_{sp}_s{seed}"
+    return f"{s.out}/masks/random_{base_set(SET)}_{sp}_s{seed}"
 
 
 def method_flags(s, method, SET, sp, ticket, seed):
@@ -224,7 +241,7 @@ def method_flags(s, method, SET, sp, ticket, seed):
     IMP mask on layer-shuffled theta0)."""
     return {"imp": f"--dir pre --mask_dir {q(ticket)}", "reinit": f"--dir rand --mask_dir {q(ticket)}",
             "random": f"--dir pre --mask_dir {q(random_mask_dir(s, SET, sp, seed) + '/mask.pt')}",
-            "omp": f"--dir pre --mask_dir {q(f'{s.out}/masks/omp_{SET}_{sp}/mask.pt')}",
+            "omp": f"--dir pre --mask_dir {q(f'{s.out}/masks/omp_{base_set(SET)}_{sp}/mask.pt')}",
             "shuffled": f"--dir pre --weight_pertub {q(s.out + '/masks/shuffle_weight.pt')} --mask_dir {q(ticket)}",
             }[method]
 

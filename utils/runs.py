@@ -64,14 +64,18 @@ def _mask_index(root, run_dirs, args_by_dir, results_by_dir):
 
 def imp_series(imp_args):
     """How an IMP run made its tickets, from its flags: round length (updates), learning rate,
-    schedule and training rows. Tickets of differently made IMP runs are separate series of
-    every table, never pooled. "" when the record does not say."""
+    schedule, training rows and, for structured IMP by another score than magnitude, the score.
+    Tickets of differently made IMP runs are separate series of every table, never pooled. ""
+    when the record does not say."""
     a = imp_args or {}
     if not a.get("save_steps") or a.get("learning_rate") is None:
         return ""
     rows, sub = a.get("max_train_samples"), a.get("train_subset_seed")
+    score = a.get("structure_score") or "magnitude"
+    scored = "" if a.get("structure") != "heads_ffn" or score == "magnitude" else (
+        f", {score} score ({a.get('score_normalise') or 'size'}, {a.get('score_batches')} batches)")
     return (f"rounds of {a['save_steps']}, lr {float(a['learning_rate']):g}, {a.get('round_schedule') or 'whole_run'}, "
-            f"{rows or 'all'} rows" + (f" (subset seed {sub})" if sub is not None else ""))
+            f"{rows or 'all'} rows" + (f" (subset seed {sub})" if sub is not None else "") + scored)
 
 
 def checkpoint_id(record):
