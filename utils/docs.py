@@ -144,7 +144,7 @@ def _structured_seeds(folder):
     seeds = sorted(int(d.name[7:]) for d in root.glob("dense_s*") if (d / "complete.json").is_file())
     dense = {k: _headline(root / f"dense_s{k}" / "complete.json") for k in seeds}
     cells = sorted({re.sub(r"_s\d+$", "", d.name) for d in root.glob("*_s[0-9]*")
-                    if not d.name.startswith("dense") and not d.name.endswith("_ft")})
+                    if d.is_dir() and re.search(r"_s\d+$", d.name) and not d.name.startswith("dense")})
     fmt = lambda v: "—" if v is None else f"{v:.1f}"  # noqa: E731
     rows = [f"| full model (the dense fine-tune itself) | | | {' / '.join(fmt(dense[k]) for k in seeds)} | | | |"]
     for cell in sorted(cells, key=lambda c: (int(c.rsplit("_", 1)[1]), c)):
