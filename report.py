@@ -19,8 +19,8 @@ def parse_args(argv=None):
     p = Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("runs_dir", help="folder holding the runs (any depth)")
     p.add_argument("--out", default=None,
-                   help="where report.md, the CSVs and the figures go (default: RUNS_DIR/report; the committed "
-                        "figures in figs/ are written by scripts/build_docs.py)")
+                   help="where report.md, the CSVs and the figures go (default: RUNS_DIR/report; a committed "
+                        "record's figures: report.py results/NAME --out figs/NAME)")
     p.add_argument("--no_figures", action="store_true", help="tables only")
     p.add_argument("--transfer_sparsity", type=int, default=70, help="sparsity (%%) of the transfer matrix")
     p.add_argument("--slim_copy", default=None, metavar="DIR",

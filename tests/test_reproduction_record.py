@@ -1,7 +1,10 @@
-"""The committed record of the small-scale reproduction (results/small, JSON only) regenerates
-the README's tables and the figures' data exactly (figs/small)."""
+"""The committed records of the small-scale reproduction (results/small and results/small2, JSON
+only) regenerate their reports, CSVs and the figures' data exactly (figs/small, figs/small2), and
+the generated tables of the README and docs/."""
 import json
 from pathlib import Path
+
+import pytest
 
 from utils.report import write_report
 
@@ -10,11 +13,15 @@ RECORD = ROOT / "results" / "small"
 FIGS = ROOT / "figs" / "small"
 
 
-def test_record_regenerates_report_and_csvs(tmp_path):
-    text, tables, figures = write_report(RECORD, tmp_path, figures=False)
-    assert text == (FIGS / "report.md").read_text()
+RECORDS = [(RECORD, FIGS), (ROOT / "results" / "small2", ROOT / "figs" / "small2")]
+
+
+@pytest.mark.parametrize("record,figs", RECORDS, ids=["small", "small2"])
+def test_record_regenerates_report_and_csvs(tmp_path, record, figs):
+    text, tables, figures = write_report(record, tmp_path, figures=False)
+    assert text == (figs / "report.md").read_text()
     for name in ("table2", "comparisons", "curves", "transfer", "overlap"):
-        assert (tmp_path / f"{name}.csv").read_text() == (FIGS / f"{name}.csv").read_text(), name
+        assert (tmp_path / f"{name}.csv").read_text() == (figs / f"{name}.csv").read_text(), name
 
 
 def test_generated_docs_blocks_are_fresh():
@@ -27,18 +34,24 @@ def test_generated_docs_blocks_are_fresh():
     assert {"small_table2"} <= names
 
 
-def test_committed_figures_match_the_record(tmp_path):
+@pytest.mark.parametrize("record,figs", RECORDS, ids=["small", "small2"])
+def test_committed_figures_match_the_record(tmp_path, record, figs):
     """Every committed figure is regenerated from the record and plots the same data
     (figures.json: file name -> the series drawn), and no figure is left over."""
-    _, _, written = write_report(RECORD, tmp_path)
+    _, _, written = write_report(record, tmp_path)
     regenerated = json.loads((tmp_path / "figures.json").read_text())
-    committed = json.loads((FIGS / "figures.json").read_text())
+    committed = json.loads((figs / "figures.json").read_text())
     assert regenerated == committed
     assert sorted(p.name for p in written) == sorted(committed)
-    assert sorted(p.name for p in FIGS.glob("*.png")) == sorted(committed)
+    assert sorted(p.name for p in figs.glob("*.png")) == sorted(committed)
     for name, data in committed.items():
         assert data, name
-        png = (FIGS / name).read_bytes()
+        png = (figs / name).read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n", name
-    curve = committed["curve_mrpc_no_pooler.png"]
-    assert curve["IMP ticket"][0][0] == 50 and "full model" in curve and "trivial baseline" in curve
+    if record == RECORD:
+        curve = committed["curve_mrpc_no_pooler.png"]
+        assert curve["IMP ticket"][0][0] == 50 and "full model" in curve and "trivial baseline" in curve
+    else:  # the new record: STS-B at 40-70 %, the ticket above OMP at 70 %
+        curve = committed["curve_sts-b_no_pooler.png"]
+        assert [x for x, _ in curve["IMP ticket"]] == [x for x, _ in curve["OMP"]] == [40, 50, 60, 70]
+        assert curve["IMP ticket"][3][1] - curve["OMP"][3][1] > 60
