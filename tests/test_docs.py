@@ -116,7 +116,7 @@ def test_readme_opens_with_the_two_commands():
 
 def test_readme_keeps_its_generated_and_marked_blocks():
     text = README.read_text()
-    for name in ("profiles", "small_table2"):
+    for name in ("profiles", "small2_brief"):
         assert f"<!-- generated: {name} -->\n" in text and f"<!-- end: {name} -->" in text, name
     start, end = text.index("<!-- quickstart-output -->"), text.index("<!-- /quickstart-output -->")
     assert start < end and "```text" in text[start:end]
