@@ -149,3 +149,11 @@ def test_structured_tickets_of_two_scores_are_two_series():
     fisher = imp_series({**base, "structure_score": "fisher", "score_normalise": "none", "score_batches": 16})
     assert magnitude == imp_series(base) == "rounds of 189, lr 0.0003, whole_run, 2000 rows"  # old records keep theirs
     assert fisher == magnitude + ", fisher score (none, 16 batches)"
+
+
+def test_a_dry_run_never_says_the_runs_finished(env, capsys):
+    from utils.recipes import main
+
+    assert main(["glue_tickets", "--dry-run"], env=env) == 0
+    out = capsys.readouterr().out
+    assert "all runs finished" not in out and "glue_tickets: dry run, nothing ran; report: python report.py" in out

@@ -54,7 +54,7 @@ def main(argv, env=None):
     if run_queue(p.runs, dry_run=s.dry_run, jobs=s.jobs):
         return 1
     for line in p.footer:
-        print(line)
+        print(line.replace("all runs finished;", "dry run, nothing ran;") if s.dry_run else line)
     return 0
 
 
