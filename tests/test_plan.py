@@ -114,11 +114,12 @@ def test_structured_seeds_table_from_a_record(tmp_path, monkeypatch):
         write(f"fisher_none_r1_50_s{k}/results.json", {"eval": {"pearson": (dense - 2 * k) / 100}})
     write("magnitude_size_r0_70_s1/results.json", {"eval": {"pearson": 0.3}})
     write("fisher_none_r1_50_s2_ft/complete.json", {"headline": {"value": 75.5}})
-    write("bench_masks.json", [{"mask_path": "fisher_none_r1_50/mask.pt", "infer_ratio": 1.87}])
+    write("bench_masks_seeds.json", [{"mask_path": f"fisher_none_r1_50_s{k}/mask.pt", "infer_ratio": v}
+                                     for k, v in ((1, 1.8), (2, 2.0))])
     monkeypatch.setattr(docs, "ROOT", tmp_path.parent)
     lines = docs._structured_seeds(tmp_path.name).splitlines()
     assert lines[2] == "| full model (the dense fine-tune itself) | | | 80.0 / 76.0 | | | |"
-    assert lines[3] == "| fisher (raw) | yes | 50 % | 78.0 / 72.0 | -3.0 | 1.87× | — / 75.5 |"
+    assert lines[3] == "| fisher (raw) | yes | 50 % | 78.0 / 72.0 | -3.0 | 1.90× | — / 75.5 |"  # mean speed-up
     assert lines[4] == "| magnitude | no | 70 % | 30.0 / — | -50.0 | — | — |"
 
 

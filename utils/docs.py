@@ -139,8 +139,12 @@ NORM_LABELS = {"size": "per weight", "none": "raw", "layer": "per layer group"}
 def _structured_seeds(folder):
     """The seeded no-retraining cells (scripts/structured_nr.sh): per score, rescaling and rate,
     Pearson without training from each dense seed's model, the gap to that seed's dense model,
-    the speed-up, and the short fine-tune's score."""
-    root, speed = ROOT / folder, _speedups(folder)
+    the mean speed-up of the seeds' masks, and the short fine-tune's score."""
+    root = ROOT / folder
+    bench = root / "bench_masks_seeds.json"
+    speed = {}  # cell -> speed-ups of its seeds' masks
+    for r in json.loads(bench.read_text()) if bench.is_file() else []:
+        speed.setdefault(re.sub(r"_s\d+$", "", Path(r["mask_path"]).parent.name), []).append(r["infer_ratio"])
     seeds = sorted(int(d.name[7:]) for d in root.glob("dense_s*") if (d / "complete.json").is_file())
     dense = {k: _headline(root / f"dense_s{k}" / "complete.json") for k in seeds}
     cells = sorted({re.sub(r"_s\d+$", "", d.name) for d in root.glob("*_s[0-9]*")
@@ -155,7 +159,7 @@ def _structured_seeds(folder):
             vals[k] = 100 * json.loads(res.read_text())["eval"]["pearson"] if res.is_file() else None
         gaps = [vals[k] - dense[k] for k in seeds if vals[k] is not None and dense[k] is not None]
         ft = [_headline(root / f"{cell}_s{k}_ft" / "complete.json") for k in seeds]
-        ratio = speed.get(f"{score}_{rate}")
+        ratio = sum(speed[cell]) / len(speed[cell]) if speed.get(cell) else None
         name, norm = score.rsplit("_", 1)
         label = name if "magnitude" in name else f"{name} ({NORM_LABELS[norm]})"
         rows.append(f"| {label} | "
