@@ -172,7 +172,7 @@ def test_bad_flag_exits_2_with_one_line():
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [
         "error: --only: unknown figure 'speed' (choose from masked_step, prune_speed, mask_size, "
-        "glue_padding, mixed_precision, report_speed, state_write, structured)"]
+        "glue_padding, mixed_precision, report_speed, state_write, structured, structured_masks)"]
 
 
 @pytest.mark.slow  # shares the one bench --quick run (about 15 s)
