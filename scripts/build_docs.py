@@ -1,5 +1,6 @@
 """Rewrite the generated blocks of README.md and docs/*.md (the profile table, the results
-tables of the committed records), or with --check say which are stale and exit 1.
+tables of the committed records) and the structured study's figure (figs/structured_nr), or with
+--check say which blocks are stale and exit 1.
 
     python scripts/build_docs.py           # rewrite in place
     python scripts/build_docs.py --check   # CI: fail on a stale block
@@ -10,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.docs import doc_files, render_file, stale  # noqa: E402
+from utils.docs import ROOT, doc_files, render_file, stale, structured_figure  # noqa: E402
 from utils.io import write_text  # noqa: E402
 
 
@@ -30,6 +31,7 @@ def main(argv=None):
             if new != text:
                 write_text(f, new)
                 print(f"rewrote {f}")
+    structured_figure("results/structured_nr", ROOT / "figs" / "structured_nr")  # the docs' own figure
     return 0
 
 

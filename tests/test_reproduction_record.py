@@ -55,3 +55,15 @@ def test_committed_figures_match_the_record(tmp_path, record, figs):
         curve = committed["curve_sts-b_no_pooler.png"]
         assert [x for x, _ in curve["IMP ticket"]] == [x for x, _ in curve["OMP"]] == [40, 50, 60, 70]
         assert curve["IMP ticket"][3][1] - curve["OMP"][3][1] > 60
+
+
+def test_structured_figure_matches_its_record(tmp_path):
+    """figs/structured_nr/speed_score.png plots what the committed no-retraining record holds."""
+    from utils.docs import structured_figure
+
+    data = json.loads(json.dumps(structured_figure("results/structured_nr", tmp_path)))
+    committed = json.loads((ROOT / "figs" / "structured_nr" / "figures.json").read_text())
+    assert {"speed_score.png": data} == committed
+    assert (ROOT / "figs" / "structured_nr" / "speed_score.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fisher = dict(committed["speed_score.png"]["fisher (raw) + rescaling"])
+    assert len(fisher) == 3 and all(1.2 < x < 3.0 for x in fisher)  # 30, 50, 70 %, measured speed-ups

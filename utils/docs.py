@@ -12,6 +12,8 @@ import re
 from pathlib import Path
 
 from utils.budget import budget_table
+from utils.figures import plot_speed_score
+from utils.io import write_json
 from utils.profiles import markdown_table
 from utils.report import write_report
 
@@ -136,10 +138,11 @@ def _headline(path):
 NORM_LABELS = {"size": "per weight", "none": "raw", "layer": "per layer group"}
 
 
-def _structured_seeds(folder):
-    """The seeded no-retraining cells (scripts/structured_nr.sh): per score, rescaling and rate,
-    Pearson without training from each dense seed's model, the gap to that seed's dense model,
-    the mean speed-up of the seeds' masks, and the short fine-tune's score."""
+def seed_cells(folder):
+    """The seeded no-retraining record (scripts/structured_nr.sh) as data: ``(seeds, dense, cells)``
+    with ``dense`` {seed: score} and one dict per cell (label, rescaled, rate, ``scores`` {seed:
+    Pearson without training}, ``gap`` (mean against each seed's own dense model), ``speed``
+    (mean speed-up of the seeds' masks), ``short`` [the short fine-tune's score per seed])."""
     root = ROOT / folder
     bench = root / "bench_masks_seeds.json"
     speed = {}  # cell -> speed-ups of its seeds' masks
@@ -147,25 +150,55 @@ def _structured_seeds(folder):
         speed.setdefault(re.sub(r"_s\d+$", "", Path(r["mask_path"]).parent.name), []).append(r["infer_ratio"])
     seeds = sorted(int(d.name[7:]) for d in root.glob("dense_s*") if (d / "complete.json").is_file())
     dense = {k: _headline(root / f"dense_s{k}" / "complete.json") for k in seeds}
-    cells = sorted({re.sub(r"_s\d+$", "", d.name) for d in root.glob("*_s[0-9]*")
+    names = sorted({re.sub(r"_s\d+$", "", d.name) for d in root.glob("*_s[0-9]*")
                     if d.is_dir() and re.search(r"_s\d+$", d.name) and not d.name.startswith("dense")})
-    fmt = lambda v: "—" if v is None else f"{v:.1f}"  # noqa: E731
-    rows = [f"| full model (the dense fine-tune itself) | | | {' / '.join(fmt(dense[k]) for k in seeds)} | | | |"]
-    for cell in sorted(cells, key=lambda c: (int(c.rsplit("_", 1)[1]), c)):
+    cells = []
+    for cell in sorted(names, key=lambda c: (int(c.rsplit("_", 1)[1]), c)):
         score, rescaled, rate = re.match(r"(.+)_r([01])_(\d+)$", cell).groups()
-        vals = {}
+        scores = {}
         for k in seeds:
             res = root / f"{cell}_s{k}" / "results.json"
-            vals[k] = 100 * json.loads(res.read_text())["eval"]["pearson"] if res.is_file() else None
-        gaps = [vals[k] - dense[k] for k in seeds if vals[k] is not None and dense[k] is not None]
-        ft = [_headline(root / f"{cell}_s{k}_ft" / "complete.json") for k in seeds]
-        ratio = sum(speed[cell]) / len(speed[cell]) if speed.get(cell) else None
+            scores[k] = 100 * json.loads(res.read_text())["eval"]["pearson"] if res.is_file() else None
+        gaps = [scores[k] - dense[k] for k in seeds if scores[k] is not None and dense[k] is not None]
         name, norm = score.rsplit("_", 1)
-        label = name if "magnitude" in name else f"{name} ({NORM_LABELS[norm]})"
-        rows.append(f"| {label} | "
-                    f"{'yes' if rescaled == '1' else 'no'} | {rate} % | {' / '.join(fmt(vals[k]) for k in seeds)} | "
-                    f"{fmt(sum(gaps) / len(gaps)) if gaps else '—'} | {f'{ratio:.2f}×' if ratio else '—'} | "
-                    f"{' / '.join(fmt(v) for v in ft) if any(v is not None for v in ft) else '—'} |")
+        cells.append({"label": name if "magnitude" in name else f"{name} ({NORM_LABELS[norm]})",
+                      "rescaled": rescaled == "1", "rate": int(rate), "scores": scores,
+                      "gap": sum(gaps) / len(gaps) if gaps else None,
+                      "speed": sum(speed[cell]) / len(speed[cell]) if speed.get(cell) else None,
+                      "short": [_headline(root / f"{cell}_s{k}_ft" / "complete.json") for k in seeds]})
+    return seeds, dense, cells
+
+
+def structured_figure(folder, out_dir):
+    """``speed_score.png`` in ``out_dir``: each criterion's no-retraining score (mean of the seeds)
+    against its measured speed-up at 30, 50 and 70 %, and ``figures.json`` with the data drawn."""
+    seeds, dense, cells = seed_cells(folder)
+    series = {}
+    for c in cells:
+        vals = [v for v in c["scores"].values() if v is not None]
+        if c["speed"] and vals:
+            label = c["label"] + (" + rescaling" if c["rescaled"] else "")
+            series.setdefault(label, []).append((round(c["speed"], 4), round(sum(vals) / len(vals), 4)))
+    full = [v for v in dense.values() if v is not None]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = plot_speed_score(series, round(sum(full) / len(full), 4), out / "speed_score.png")
+    write_json(out / "figures.json", {"speed_score.png": data})
+    return data
+
+
+def _structured_seeds(folder):
+    """The seeded no-retraining table: per score, rescaling and rate, Pearson without training from
+    each dense seed's model, the gap to that seed's dense model, the mean speed-up of the seeds'
+    masks, and the short fine-tune's score."""
+    seeds, dense, cells = seed_cells(folder)
+    fmt = lambda v: "—" if v is None else f"{v:.1f}"  # noqa: E731
+    rows = [f"| full model (the dense fine-tune itself) | | | {' / '.join(fmt(dense[k]) for k in seeds)} | | | |"]
+    for c in cells:
+        speed = f"{c['speed']:.2f}×" if c["speed"] else "—"
+        rows.append(f"| {c['label']} | {'yes' if c['rescaled'] else 'no'} | {c['rate']} % | "
+                    f"{' / '.join(fmt(c['scores'][k]) for k in seeds)} | {fmt(c['gap'])} | {speed} | "
+                    f"{' / '.join(fmt(v) for v in c['short']) if any(v is not None for v in c['short']) else '—'} |")
     head = (f"| score (normalisation) | rescaled | encoder pruned | Pearson, no training (dense seed "
             f"{' / '.join(map(str, seeds))}) | mean gap to its own dense model | inference speed-up | after a short "
             "fine-tune |\n|---|---|---|---|---|---|---|")

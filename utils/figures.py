@@ -115,6 +115,23 @@ def plot_overlap(cross, pset, path):
     return data
 
 
+def plot_speed_score(series, dense, path):
+    """Score against measured inference speed-up, one line per criterion (``series``: {label:
+    [(speed-up, score), ...]}), the full model at 1× with its mean; returns the plotted series."""
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    data = {"full model": [(1.0, dense)]}
+    ax.scatter([1.0], [dense], color="k", marker="*", s=90, zorder=3, label="full model")
+    for i, (label, pts) in enumerate(sorted(series.items())):
+        pts = sorted(pts)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=f"C{i}", label=label)
+        data[label] = pts
+    ax.set_xlabel("inference speed-up of the shrunk model (CPU, batch 32 x 128)")
+    ax.set_ylabel("Pearson, no training (mean of the seeds)")
+    ax.legend(fontsize=7)
+    _save(fig, path)
+    return data
+
+
 def slug(text):
     """A file-name part from an IMP series label."""
     return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")
