@@ -288,7 +288,7 @@ def test_structured_masks_times_the_chosen_masks_on_their_checkpoint(tiny_bert_d
     assert [r["mask"] for r in records] == ["half", "most"]
     cfg = load_model("glue", str(tiny_bert_dir)).config
     for rec, rate in zip(records, (0.5, 0.7)):
-        masks = torch.load(paths[rec["mask"]])
+        masks = torch.load(paths[rec["mask"]], weights_only=True)
         heads = [int(masks[f"bert.encoder.layer.{i}.attention.self.query.weight_mask"].view(
             cfg.num_attention_heads, -1).any(1).sum()) for i in range(cfg.num_hidden_layers)]
         assert rec["heads_per_layer"] == heads and len(rec["neurons_per_layer"]) == cfg.num_hidden_layers

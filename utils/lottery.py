@@ -62,6 +62,7 @@ class IMPRunner:
 
     def __init__(self, args, runtime, model, script):
         self.args, self.runtime, self.script = args, runtime, script
+        self._environment = None
         self.model = model
         self.rounds = args.imp_rounds
         self.pruning_step = 0
@@ -70,8 +71,10 @@ class IMPRunner:
         self.identity = checkpoint_identity(args.model_name_or_path, unwrap(model).config)
 
     def environment(self, trainer):
-        """The run's environment, as its args.json recorded it when the run started."""
-        return (read_json(trainer.run_record.out / "args.json") or {}).get("environment")
+        """The run's environment, as its args.json recorded it when the run started (read once)."""
+        if self._environment is None:
+            self._environment = (read_json(trainer.run_record.out / "args.json") or {}).get("environment")
+        return self._environment
 
     def mask_record(self, trainer, step, report):
         """The provenance record of the mask written at this pruning event."""

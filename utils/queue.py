@@ -15,18 +15,16 @@ A :class:`Run` is one shell command with the file whose presence means it finish
 It prints what it does as it goes and returns 0 when every run finished, else 1 (after one
 ``error:`` line). Also a command line, for the shell recipes' ``run_queue``::
 
-    python utils/queue.py PLAN.json [--dry-run]     # PLAN: [{"stage", "marker", "log", "cmd"}, ...]
     python utils/queue.py --nul FILE [--dry-run]    # the shell API's file (scripts/recipe_lib.sh)
     python utils/queue.py unpack DIR                # unpack_masks
 """
 import fcntl
 import gzip
-import json
 import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,10 +167,6 @@ def unpack_masks(folder):
         os.replace(part, target)
 
 
-def save_plan(runs, path):
-    Path(path).write_text(json.dumps([asdict(r) for r in runs]))
-
-
 def read_nul(path):
     """Runs from the shell API's file (scripts/recipe_lib.sh): stage, marker, log, command, NUL-separated."""
     fields = Path(path).read_bytes().decode().split("\0")[:-1]
@@ -187,8 +181,7 @@ def main(argv):
     if not (jobs.isdigit() and int(jobs) >= 1):
         print(f"error: JOBS must be a positive whole number, not '{jobs}'", file=sys.stderr)
         return 2
-    runs = read_nul(argv[1]) if argv[0] == "--nul" else [Run(**r) for r in json.loads(Path(argv[0]).read_text())]
-    return run_queue(runs, dry_run="--dry-run" in argv, jobs=int(jobs))
+    return run_queue(read_nul(argv[1]), dry_run="--dry-run" in argv, jobs=int(jobs))
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ class Glue:
         p = GLUE[s.profile]
         self.v = {k: s.get(k, p[k]) for k in OVERRIDABLE}
         self.v.update({k: p[k] for k in FIXED})
-        s.seeds(*(p[k] or d for k, d in zip(SEED_KEYS, ("1 2 3", "", "", "", ""))))
+        s.seeds(*(p[k] for k in SEED_KEYS))
         s.check(self.v["SPARSITIES"], self.v["SETS"], self.v["METHODS"])
         self.round_epochs = whole_number("ROUND_EPOCHS", self.v["ROUND_EPOCHS"], 1)
         if self.v["SCHEDULE"] not in ("per_round", "whole_run"):
@@ -61,10 +61,11 @@ class Glue:
         return " ".join(x for x in (f"--max_train_samples {cap}" if cap else "", seeded,
                                     f"--max_eval_samples {v['MAX_EVAL']}" if v["MAX_EVAL"] else "") if x)
 
-    def common(self, task):
+    def common(self, task, model=None):
+        """The flags every GLUE run of ``task`` shares (``model``: another checkpoint than MODEL)."""
         s = self.s
         return (f"--task_name {q(task)} --data_dir {q(s.data + '/' + task)} --model_type bert --model_name_or_path "
-                f"{q(s.model)} --do_train --do_eval --do_lower_case --max_seq_length {self.v['SEQ']} "
+                f"{q(model or s.model)} --do_train --do_eval --do_lower_case --max_seq_length {self.v['SEQ']} "
                 f"--per_gpu_train_batch_size {self.batch_per_gpu} --per_gpu_eval_batch_size 64 {self.subset(task)} "
                 f"{s.amp} --overwrite_output_dir {s.extra}")
 

@@ -119,7 +119,7 @@ class Settings:
     def seeds(self, dense="1 2 3", imp="", omp="", random="", reinit=""):
         """Fine-tuning seeds per method; a method's list defaults to MASK_SEEDS [1]."""
         self.mask_seeds = self.get("MASK_SEEDS", "1")
-        self.seed_lists = {"dense": self.get("SEEDS", dense), "imp": self.get("SEEDS_IMP", imp or self.mask_seeds),
+        self.seed_lists = {"dense": self.get("SEEDS", dense or "1 2 3"), "imp": self.get("SEEDS_IMP", imp or self.mask_seeds),
                            "omp": self.get("SEEDS_OMP", omp or self.mask_seeds),
                            "random": self.get("SEEDS_RANDOM", random or self.mask_seeds),
                            "reinit": self.get("SEEDS_REINIT", reinit or self.mask_seeds),

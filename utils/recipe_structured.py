@@ -58,11 +58,10 @@ def structured_nr(s):
     for seed in seeds:  # stage 3: a short fine-tune of the chosen cells (the exported model, or dense + mask)
         for score, norm, rescale, rate in short:
             src = cell_dir(s, score, norm, rescale, rate, seed)
-            start = (f"--model_name_or_path {q(src + '/model')} --dir pre" if rescale == "1" else
-                     f"--model_name_or_path {q(f'{s.out}/dense_s{seed}/model')} --dir pre --mask_dir {q(src + '/mask.pt')}")
+            model, mask = (f"{src}/model", "") if rescale == "1" else \
+                (f"{s.out}/dense_s{seed}/model", f"--mask_dir {q(src + '/mask.pt')}")
             d = f"{src}_ft"
-            common = g.common(task).replace(f"--model_name_or_path {q(s.model)} ", "")
-            plan.add(3, f"{d}/complete.json", f"{d}.log", f"{s.launch} glue_trans.py {common} {start}",
+            plan.add(3, f"{d}/complete.json", f"{d}.log", f"{s.launch} glue_trans.py {g.common(task, model)} --dir pre {mask}",
                      f"--output_dir {q(d)} --learning_rate {lr} --num_train_epochs {epochs} --logging_steps 0 "
                      f"--save_steps 0 --seed {seed}")
     plan.header = [f"structured_nr: {task}, dense seeds [{' '.join(seeds)}], {len(cells)} cells per seed, "

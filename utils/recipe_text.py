@@ -33,6 +33,18 @@ def _profile(s, profiles):
     return p
 
 
+def _one_task(s, name, head, scripts, common, imp_flags, ft_flags, expect):
+    """The plan of a one-task recipe: the one-shot masks (stage 1 with IMP and the dense seeds),
+    then every fixed-mask fine-tune (stage 2), in ``OUT/<squad|mlm>``."""
+    plan = Plan()
+    n_oneshot = oneshot_masks(s, plan, head)
+    n_imp = tickets_plan(s, plan, (1, 2), f"{s.out}/{'squad' if head == 'squad' else 'mlm'}", scripts, common,
+                         imp_flags, ft_flags, expect)
+    plan.header = finish_lines(s, name, n_imp, 10, n_oneshot, len(plan.runs))
+    plan.footer = [f"{name}: all runs finished; report: {s.python} report.py {s.out}"]
+    return plan
+
+
 def squad_tickets(s):
     p = _profile(s, SQUAD)
     data = s.path("DATA", "../shared/data/squad")
@@ -47,16 +59,11 @@ def squad_tickets(s):
               f"--train_file {q(train)} --predict_file {q(predict)} --per_gpu_train_batch_size {per_gpu} "
               f"--per_gpu_eval_batch_size 64 --learning_rate {p['lr']} --max_seq_length {p['seq']} "
               f"--doc_stride {p['stride']} {p['subset']} {s.amp} --overwrite_output_dir {s.extra}")
-    plan = Plan()
-    n_oneshot = oneshot_masks(s, plan, "squad")
-    n_imp = tickets_plan(s, plan, (1, 2), f"{s.out}/squad", ("LT_squad.py", "squad_trans.py"), common,
-                         f"--evaluate_during_training --logging_steps {steps} --save_steps {steps} "
-                         f"--num_train_epochs {p['imp_epochs']} {stop}",
-                         f"{p['ft']} --evaluate_during_training --logging_steps {p['ft_log']} --save_steps 0",
-                         lambda d, sp: f"{d}/checkpoint-{steps * int(sp) // 10}/mask.pt")
-    plan.header = finish_lines(s, "squad_tickets", n_imp, 10, n_oneshot, len(plan.runs))
-    plan.footer = [f"squad_tickets: all runs finished; report: {s.python} report.py {s.out}"]
-    return plan
+    return _one_task(s, "squad_tickets", "squad", ("LT_squad.py", "squad_trans.py"), common,
+                     f"--evaluate_during_training --logging_steps {steps} --save_steps {steps} "
+                     f"--num_train_epochs {p['imp_epochs']} {stop}",
+                     f"{p['ft']} --evaluate_during_training --logging_steps {p['ft_log']} --save_steps 0",
+                     lambda d, sp: f"{d}/checkpoint-{steps * int(sp) // 10}/mask.pt")
 
 
 def mlm_tickets(s):
@@ -70,13 +77,8 @@ def mlm_tickets(s):
     common = (f"--model_type bert --model_name_or_path {q(s.model)} --mlm --train_data_file {q(train)} "
               f"--eval_data_file {q(evals)} --do_train --do_eval --per_gpu_eval_batch_size 16 --learning_rate "
               f"{p['lr']} {p['block']} {p['subset']} {s.amp} --overwrite_output_dir {s.extra}")
-    plan = Plan()
-    n_oneshot = oneshot_masks(s, plan, "pretrain")
-    n_imp = tickets_plan(s, plan, (1, 2), f"{s.out}/mlm", ("LT_pretrain.py", "pretrain_trans.py"), common,
-                         f"--per_gpu_train_batch_size {imp_batch} --evaluate_during_training --logging_steps {steps} "
-                         f"--save_steps {steps} --num_train_epochs {p['imp_epochs']} {stop}",
-                         f"--per_gpu_train_batch_size {ft_batch} {p['ft']} --save_steps 0",
-                         lambda d, sp: f"{d}/checkpoint-{steps * (int(sp) // 10 - 1)}/mask.pt")
-    plan.header = finish_lines(s, "mlm_tickets", n_imp, 10, n_oneshot, len(plan.runs))
-    plan.footer = [f"mlm_tickets: all runs finished; report: {s.python} report.py {s.out}"]
-    return plan
+    return _one_task(s, "mlm_tickets", "pretrain", ("LT_pretrain.py", "pretrain_trans.py"), common,
+                     f"--per_gpu_train_batch_size {imp_batch} --evaluate_during_training --logging_steps {steps} "
+                     f"--save_steps {steps} --num_train_epochs {p['imp_epochs']} {stop}",
+                     f"--per_gpu_train_batch_size {ft_batch} {p['ft']} --save_steps 0",
+                     lambda d, sp: f"{d}/checkpoint-{steps * (int(sp) // 10 - 1)}/mask.pt")
