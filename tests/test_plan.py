@@ -103,7 +103,7 @@ def test_structured_nr_plan_dense_then_cells_then_short_fine_tunes(env, tmp_path
 def test_structured_seeds_table_from_a_record(tmp_path, monkeypatch):
     """The docs' seeded no-retraining table: per cell the score from each dense seed's model, the
     mean gap to that seed's own dense model, the measured speed-up and the short fine-tune."""
-    from utils import docs
+    from utils import docs, structured_record
 
     def write(rel, obj):
         path = tmp_path / rel
@@ -116,7 +116,7 @@ def test_structured_seeds_table_from_a_record(tmp_path, monkeypatch):
     write("fisher_none_r1_50_s2_ft/complete.json", {"headline": {"value": 75.5}})
     write("bench_masks_seeds.json", [{"mask_path": f"fisher_none_r1_50_s{k}/mask.pt", "infer_ratio": v}
                                      for k, v in ((1, 1.8), (2, 2.0))])
-    monkeypatch.setattr(docs, "ROOT", tmp_path.parent)
+    monkeypatch.setattr(structured_record, "ROOT", tmp_path.parent)
     lines = docs._structured_seeds(tmp_path.name).splitlines()
     assert lines[2] == "| full model (the dense fine-tune itself) | | | 80.0 / 76.0 | | | |"
     assert lines[3] == "| fisher (raw) | yes | 50 % | 78.0 / 72.0 | -3.0 | 1.90× | — / 75.5 |"  # mean speed-up

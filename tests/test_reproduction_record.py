@@ -61,9 +61,9 @@ def test_structured_figure_matches_its_record(tmp_path):
     """figs/structured_nr/speed_score.png plots what the committed no-retraining record holds."""
     from utils.docs import structured_figure
 
-    data = json.loads(json.dumps(structured_figure("results/structured_nr", tmp_path)))
+    data = json.loads(json.dumps(structured_figure("results/structured_nr", tmp_path, imp_record="results/small2")))
     committed = json.loads((ROOT / "figs" / "structured_nr" / "figures.json").read_text())
     assert {"speed_score.png": data} == committed
     assert (ROOT / "figs" / "structured_nr" / "speed_score.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    fisher = dict(committed["speed_score.png"]["fisher (raw) + rescaling"])
+    fisher = dict(committed["speed_score.png"]["fisher (raw) + rescaling, no training"])
     assert len(fisher) == 3 and all(1.2 < x < 3.0 for x in fisher)  # 30, 50, 70 %, measured speed-ups

@@ -12,10 +12,11 @@ import re
 from pathlib import Path
 
 from utils.budget import budget_table
-from utils.figures import plot_speed_score
-from utils.io import write_json
 from utils.profiles import markdown_table
 from utils.report import write_report
+from utils.stats import fmt_difference
+from utils.structured_record import imp_cells, seed_cells, structured_figure  # noqa: F401 (re-exported)
+from utils.tables import fmt
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[a-z0-9_]+) -->\n)(?P<body>.*?)(<!-- end: (?P=name) -->)", re.S)
@@ -58,12 +59,15 @@ BRIEF = ("sparsity", "IMP ticket", "OMP", "random pruning", "ticket vs full", "t
 
 
 def _brief(record):
-    """The ticket against OMP, per task, from the comparisons section: a few columns of its tables,
-    each under a one-line heading (task, metric-free: the section's heading up to the first colon
-    and the full model's score)."""
+    """The unstructured ticket against OMP, per task, from the comparisons section: a few columns
+    of its tables (set ``no_pooler``; structured tickets have their own table), each under a
+    one-line heading (task, metric-free: the section's heading up to the first colon and the full
+    model's score)."""
     out = []
     for block in _comparisons(record).split("### ")[1:]:
         heading, _, table = block.partition("\n")
+        if ", set no_pooler" not in heading.split(":")[0]:
+            continue
         rows = [[c.strip() for c in r.strip().strip("|").split("|")] for r in table.strip().splitlines()
                 if r.startswith("|")]
         keep = [rows[0].index(c) for c in BRIEF]
@@ -129,64 +133,6 @@ def _bad_input():
     return "| row | input | message (stderr, exit code 2) |\n|---|---|---|\n" + "\n".join(rows)
 
 
-def _headline(path):
-    """The headline score (percent) of a run's complete.json, or None."""
-    rec = json.loads(path.read_text()) if path.is_file() else {}
-    return (rec.get("headline") or {}).get("value")
-
-
-NORM_LABELS = {"size": "per weight", "none": "raw", "layer": "per layer group"}
-
-
-def seed_cells(folder):
-    """The seeded no-retraining record (scripts/structured_nr.sh) as data: ``(seeds, dense, cells)``
-    with ``dense`` {seed: score} and one dict per cell (label, rescaled, rate, ``scores`` {seed:
-    Pearson without training}, ``gap`` (mean against each seed's own dense model), ``speed``
-    (mean speed-up of the seeds' masks), ``short`` [the short fine-tune's score per seed])."""
-    root = ROOT / folder
-    bench = root / "bench_masks_seeds.json"
-    speed = {}  # cell -> speed-ups of its seeds' masks
-    for r in json.loads(bench.read_text()) if bench.is_file() else []:
-        speed.setdefault(re.sub(r"_s\d+$", "", Path(r["mask_path"]).parent.name), []).append(r["infer_ratio"])
-    seeds = sorted(int(d.name[7:]) for d in root.glob("dense_s*") if (d / "complete.json").is_file())
-    dense = {k: _headline(root / f"dense_s{k}" / "complete.json") for k in seeds}
-    names = sorted({re.sub(r"_s\d+$", "", d.name) for d in root.glob("*_s[0-9]*")
-                    if d.is_dir() and re.search(r"_s\d+$", d.name) and not d.name.startswith("dense")})
-    cells = []
-    for cell in sorted(names, key=lambda c: (int(c.rsplit("_", 1)[1]), c)):
-        score, rescaled, rate = re.match(r"(.+)_r([01])_(\d+)$", cell).groups()
-        scores = {}
-        for k in seeds:
-            res = root / f"{cell}_s{k}" / "results.json"
-            scores[k] = 100 * json.loads(res.read_text())["eval"]["pearson"] if res.is_file() else None
-        gaps = [scores[k] - dense[k] for k in seeds if scores[k] is not None and dense[k] is not None]
-        name, norm = score.rsplit("_", 1)
-        cells.append({"label": name if "magnitude" in name else f"{name} ({NORM_LABELS[norm]})",
-                      "rescaled": rescaled == "1", "rate": int(rate), "scores": scores,
-                      "gap": sum(gaps) / len(gaps) if gaps else None,
-                      "speed": sum(speed[cell]) / len(speed[cell]) if speed.get(cell) else None,
-                      "short": [_headline(root / f"{cell}_s{k}_ft" / "complete.json") for k in seeds]})
-    return seeds, dense, cells
-
-
-def structured_figure(folder, out_dir):
-    """``speed_score.png`` in ``out_dir``: each criterion's no-retraining score (mean of the seeds)
-    against its measured speed-up at 30, 50 and 70 %, and ``figures.json`` with the data drawn."""
-    seeds, dense, cells = seed_cells(folder)
-    series = {}
-    for c in cells:
-        vals = [v for v in c["scores"].values() if v is not None]
-        if c["speed"] and vals:
-            label = c["label"] + (" + rescaling" if c["rescaled"] else "")
-            series.setdefault(label, []).append((round(c["speed"], 4), round(sum(vals) / len(vals), 4)))
-    full = [v for v in dense.values() if v is not None]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    data = plot_speed_score(series, round(sum(full) / len(full), 4), out / "speed_score.png")
-    write_json(out / "figures.json", {"speed_score.png": data})
-    return data
-
-
 def _structured_seeds(folder):
     """The seeded no-retraining table: per score, rescaling and rate, Pearson without training from
     each dense seed's model, the gap to that seed's dense model, the mean speed-up of the seeds'
@@ -205,6 +151,25 @@ def _structured_seeds(folder):
     return head + "\n" + "\n".join(rows)
 
 
+def _structured_imp(record):
+    """The structured IMP tickets by score (fine-tuned from θ0 with the mask, the reproduction's
+    recipe) against the full model and random structured pruning, with the units each ticket keeps
+    and the measured speed-up of its shrunk model."""
+    full, cells = imp_cells(record)
+    join = lambda v: ", ".join(map(str, v)) if v else "—"  # noqa: E731
+    rows = [f"| full model | | {fmt(*full, show_n=True)} | | | | | | | |"]
+    for c in sorted(cells, key=lambda c: (c["rate"], c["label"])):
+        speed = f"{c['speed']:.2f}×" if c["speed"] else "—"
+        rspeed = f" ({c['random_speed']:.2f}×)" if c["random_speed"] else ""
+        rows.append(f"| {c['label']} | {c['rate']} % | {fmt(*c['ticket'], show_n=True)} | "
+                    f"{fmt(*c['random'], show_n=True)}{rspeed} | {fmt_difference(c['vs_full'])} | {c['verdict'] or '—'} | "
+                    f"{fmt_difference(c['vs_random'])} | {join(c['heads'])} | {join(c['neurons'])} | {speed} |")
+    head = ("| IMP score | encoder pruned | structured IMP ticket | random structured pruning (speed-up) | "
+            "ticket − full [95%] | ticket vs full | ticket − random [95%] | heads kept per layer | "
+            "FFN neurons kept per layer (of 1,536) | inference speed-up |\n|---|---|---|---|---|---|---|---|---|---|")
+    return head + "\n" + "\n".join(rows)
+
+
 GENERATORS = {
     "bad_input": _bad_input,
     "structured_seeds": lambda: _structured_seeds("results/structured_nr"),
@@ -216,6 +181,7 @@ GENERATORS = {
     "structured_nr": lambda: _structured_nr("results/structured_nr"),
     "small2_comparisons": lambda: _comparisons("results/small2"),
     "small2_brief": lambda: _brief("results/small2"),
+    "structured_imp": lambda: _structured_imp("results/small2"),
 }
 
 

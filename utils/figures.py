@@ -126,7 +126,7 @@ def plot_speed_score(series, dense, path):
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=f"C{i}", label=label)
         data[label] = pts
     ax.set_xlabel("inference speed-up of the shrunk model (CPU, batch 32 x 128)")
-    ax.set_ylabel("Pearson, no training (mean of the seeds)")
+    ax.set_ylabel("Pearson (mean of the seeds)")
     ax.legend(fontsize=7)
     _save(fig, path)
     return data

@@ -1,0 +1,100 @@
+"""The structured IMP tickets' table and figure data (utils/structured_record.py) from a synthetic
+record: scores per score and sparsity, the intervals against the full model and random
+structured pruning, the units kept per layer and the measured speed-ups."""
+import json
+
+import pytest
+
+from tests.test_report import write_run
+from utils.stats import difference
+from utils.structured_record import imp_cells, imp_structures, score_label
+
+IMP_ARGS = {"save_steps": 189, "learning_rate": 3e-4, "round_schedule": "whole_run", "max_train_samples": 2000,
+            "train_subset_seed": 0, "structure": "heads_ffn", "structure_score": "fisher", "score_normalise": "none",
+            "score_batches": 16}
+
+
+def _imp_run(folder, args, levels):
+    """A structured IMP run as LT_glue.py leaves it: args.json, results.json with its masks and a
+    mask_sparsity.json beside each mask."""
+    folder.mkdir(parents=True)
+    (folder / "args.json").write_text(json.dumps({"script": "LT_glue.py", "task_name": "sts-b", **args}))
+    masks = []
+    for i, (lv, heads, neurons) in enumerate(levels, 1):
+        ck = folder / f"checkpoint-{i}"
+        ck.mkdir()
+        (ck / "mask_sparsity.json").write_text(json.dumps({"structure": {
+            "structure": "heads_ffn", "heads_kept": heads, "neurons_kept": neurons}}))
+        masks.append({"step": i, "sparsity": lv + 1e-4, "path": f"checkpoint-{i}/mask.pt", "sha256": f"{folder.name}{lv}"})
+    (folder / "results.json").write_text(json.dumps({"script": "LT_glue.py", "kind": "imp", "task": "sts-b",
+                                                     "structure": "heads_ffn", "masks": masks, "evaluations": []}))
+
+
+def _mask(kind, lv, sha, args=None):
+    return {"kind": kind, "task": "sts-b" if kind == "imp" else None, "sparsity": lv, "prunable_set": "no_pooler",
+            "structure": "heads_ffn", "sha256": sha, "args": args}
+
+
+@pytest.fixture
+def record(tmp_path):
+    r = tmp_path / "runs"
+    for seed, s in ((1, 80.0), (2, 84.0), (3, 82.0)):
+        write_run(r / f"dense_s{seed}", "sts-b", s, seed=seed)
+    _imp_run(r / "imp_fisher", IMP_ARGS, [(50, [12, 12], [700, 300]), (70, [10, 8], [400, 100])])
+    magnitude = {k: v for k, v in IMP_ARGS.items() if not k.startswith(("structure_score", "score_"))}
+    _imp_run(r / "imp_mag", magnitude, [(50, [12, 12], [900, 5])])
+    for seed, s50, s70 in ((1, 76.0, 60.0), (2, 78.0, 64.0)):
+        write_run(r / f"fisher_50_s{seed}", "sts-b", s50, seed=seed, mask=_mask("imp", 50, "imp_fisher50", IMP_ARGS))
+        write_run(r / f"fisher_70_s{seed}", "sts-b", s70, seed=seed, mask=_mask("imp", 70, "imp_fisher70", IMP_ARGS))
+        write_run(r / f"mag_50_s{seed}", "sts-b", 30.0 + seed, seed=seed, mask=_mask("imp", 50, "imp_mag50", magnitude))
+        write_run(r / f"random_50_s{seed}", "sts-b", 30.0 + 4 * (seed - 1), seed=seed,
+                  mask=_mask("random", 50, f"r50_{seed}"))
+    (r / "bench_structured_imp.json").write_text(json.dumps([
+        {"mask": "imp_fisher_50", "infer_ratio": 1.9}, {"mask": "imp_mag_50", "infer_ratio": 1.8},
+        {"mask": "random_heads_ffn_50_s1", "infer_ratio": 2.0}, {"mask": "random_heads_ffn_50_s2", "infer_ratio": 2.2}]))
+    return r
+
+
+def test_score_labels():
+    assert score_label("rounds of 189, lr 0.0003, whole_run, 2000 rows (subset seed 0)") == "magnitude"
+    assert score_label("rounds of 189, lr 0.0003, whole_run, 2000 rows, fisher score (none, 16 batches)") == \
+        "fisher (raw)"
+    assert score_label("x, taylor score (size, 16 batches)") == "taylor (per weight)"
+    assert score_label("x, layer_norm_magnitude score (size, 16 batches)") == "layer_norm_magnitude"
+
+
+def test_units_kept_per_series_and_level(record):
+    st = imp_structures(record, "sts-b")
+    assert len(st) == 2
+    fisher = next(v for k, v in st.items() if "fisher" in k)
+    assert fisher[50] == {"run": "imp_fisher", "heads": [12, 12], "neurons": [700, 300]}
+    assert fisher[70]["heads"] == [10, 8]
+
+
+def test_cells_scores_intervals_and_speed(record):
+    full, cells = imp_cells(record)
+    assert full[0] == pytest.approx(82.0) and full[2] == 3
+    by = {(c["label"], c["rate"]): c for c in cells}
+    assert sorted(by) == [("fisher (raw)", 50), ("fisher (raw)", 70), ("magnitude", 50)]
+    f50 = by[("fisher (raw)", 50)]
+    assert f50["ticket"][0] == pytest.approx(77.0) and f50["ticket"][2] == 2
+    assert f50["random"][0] == pytest.approx(32.0) and f50["random"][2] == 2
+    assert f50["vs_full"] == difference([76.0, 78.0], [80.0, 84.0, 82.0])
+    assert f50["vs_full"]["diff"] == pytest.approx(-5.0)
+    assert f50["vs_random"]["diff"] == pytest.approx(45.0) and f50["verdict_random"] == "above random pruning"
+    assert f50["neurons"] == [700, 300] and f50["speed"] == 1.9
+    assert f50["random_speed"] == pytest.approx(2.1)
+    assert by[("fisher (raw)", 70)]["speed"] is None  # not benchmarked: no figure, not made up
+    assert by[("fisher (raw)", 70)]["random"][2] == 0
+    assert by[("magnitude", 50)]["speed"] == 1.8 and by[("magnitude", 50)]["ticket"][0] == pytest.approx(31.5)
+
+
+def test_figure_draws_tickets_beside_the_no_retraining_masks(record, tmp_path):
+    from utils.structured_record import structured_figure
+
+    data = structured_figure("results/structured_nr", tmp_path / "fig", imp_record=record)
+    assert data["IMP ticket, fisher (raw), fine-tuned"] == [(1.9, 77.0)]  # 70 % not benchmarked: not drawn
+    assert data["IMP ticket, magnitude, fine-tuned"] == [(1.8, 31.5)]
+    assert data["random structured, fine-tuned"] == [(2.1, 32.0)]
+    assert len(data["fisher (raw) + rescaling, no training"]) == 3
+    assert json.loads((tmp_path / "fig" / "figures.json").read_text())["speed_score.png"]["full model"][0][1] == pytest.approx(77.5, abs=0.01)

@@ -1,0 +1,149 @@
+"""The structured records as data, for the docs' tables and figure: the no-retraining masks of
+``scripts/structured_nr.sh`` (:func:`seed_cells`) and the structured IMP tickets by score of the
+reproduction's folder (:func:`imp_cells`), each with the measured inference speed-up of its
+shrunk model (``scripts/bench.py --only structured_masks``, a JSON list beside the record)."""
+import json
+import re
+from pathlib import Path
+
+from utils.figures import plot_speed_score
+from utils.io import read_json, write_json
+from utils.runs import collect, imp_series
+from utils.stats import difference, mean_std, verdict
+from utils.tables import level, summarise
+
+ROOT = Path(__file__).resolve().parents[1]
+NORM_LABELS = {"size": "per weight", "none": "raw", "layer": "per layer group"}
+SCORE = re.compile(r", (\w+) score \((\w+), ")
+IMP_BENCH = "bench_structured_imp.json"
+
+
+def _headline(path):
+    """The headline score (percent) of a run's complete.json, or None."""
+    rec = json.loads(path.read_text()) if path.is_file() else {}
+    return (rec.get("headline") or {}).get("value")
+
+
+def _bench(path):
+    """The bench records of a JSON list (none when the file is missing)."""
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def seed_cells(folder):
+    """The seeded no-retraining record (scripts/structured_nr.sh) as data: ``(seeds, dense, cells)``
+    with ``dense`` {seed: score} and one dict per cell (label, rescaled, rate, ``scores`` {seed:
+    Pearson without training}, ``gap`` (mean against each seed's own dense model), ``speed``
+    (mean speed-up of the seeds' masks), ``short`` [the short fine-tune's score per seed])."""
+    root = ROOT / folder
+    speed = {}  # cell -> speed-ups of its seeds' masks
+    for r in _bench(root / "bench_masks_seeds.json"):
+        speed.setdefault(re.sub(r"_s\d+$", "", Path(r["mask_path"]).parent.name), []).append(r["infer_ratio"])
+    seeds = sorted(int(d.name[7:]) for d in root.glob("dense_s*") if (d / "complete.json").is_file())
+    dense = {k: _headline(root / f"dense_s{k}" / "complete.json") for k in seeds}
+    names = sorted({re.sub(r"_s\d+$", "", d.name) for d in root.glob("*_s[0-9]*")
+                    if d.is_dir() and re.search(r"_s\d+$", d.name) and not d.name.startswith("dense")})
+    cells = []
+    for cell in sorted(names, key=lambda c: (int(c.rsplit("_", 1)[1]), c)):
+        score, rescaled, rate = re.match(r"(.+)_r([01])_(\d+)$", cell).groups()
+        scores = {}
+        for k in seeds:
+            res = root / f"{cell}_s{k}" / "results.json"
+            scores[k] = 100 * json.loads(res.read_text())["eval"]["pearson"] if res.is_file() else None
+        gaps = [scores[k] - dense[k] for k in seeds if scores[k] is not None and dense[k] is not None]
+        name, norm = score.rsplit("_", 1)
+        cells.append({"label": name if "magnitude" in name else f"{name} ({NORM_LABELS[norm]})",
+                      "rescaled": rescaled == "1", "rate": int(rate), "scores": scores,
+                      "gap": sum(gaps) / len(gaps) if gaps else None,
+                      "speed": sum(speed[cell]) / len(speed[cell]) if speed.get(cell) else None,
+                      "short": [_headline(root / f"{cell}_s{k}_ft" / "complete.json") for k in seeds]})
+    return seeds, dense, cells
+
+
+def score_label(series):
+    """A structured IMP series' score as the tables name it: ``magnitude`` (no score in the
+    series), ``fisher (raw)``, ``taylor (per weight)``, ``layer_norm_magnitude``."""
+    m = SCORE.search(series or "")
+    if not m:
+        return "magnitude"
+    score, norm = m.groups()
+    return score if "magnitude" in score else f"{score} ({NORM_LABELS.get(norm, norm)})"
+
+
+def imp_structures(root, task):
+    """``{series: {level: {"run", "heads", "neurons"}}}``: the heads and FFN neurons each
+    structured IMP run's masks keep per layer (``mask_sparsity.json`` beside each mask)."""
+    out = {}
+    for res_path in sorted(Path(root).rglob("results.json")):
+        res = read_json(res_path) or {}
+        if res.get("kind") != "imp" or res.get("structure") != "heads_ffn" or res.get("task") != task:
+            continue
+        series = imp_series(read_json(res_path.parent / "args.json"))
+        for m in res.get("masks", []) or []:
+            st = (read_json((res_path.parent / m["path"]).with_name("mask_sparsity.json")) or {}).get("structure")
+            if st:
+                out.setdefault(series, {})[level(m["sparsity"])] = {
+                    "run": res_path.parent.name, "heads": st["heads_kept"], "neurons": st["neurons_kept"]}
+    return out
+
+
+def _mean(values):
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def imp_cells(record, task="sts-b"):
+    """The structured IMP tickets of a record, one dict per (score, sparsity): the ticket's and
+    random structured pruning's scores (mean, std, n), the ticket against the full model and
+    against random pruning (difference with its 95 % interval, verdict), the heads and neurons
+    the ticket keeps per layer and the measured speed-up of the ticket's and the random masks'
+    shrunk models (``IMP_BENCH``: masks named ``<IMP run>_<level>`` and by their folder).
+    Returns ``(full, cells)`` with ``full`` the full model's (mean, std, n)."""
+    root = ROOT / record
+    summary = summarise(collect(root).finished)
+    full = summary["full"].get(task, [])
+    speed = {r["mask"]: r["infer_ratio"] for r in _bench(root / IMP_BENCH)}
+    structures = imp_structures(root, task)
+    cells = []
+    series = sorted({se for (t, s, m, _, se) in summary["cells"] if (t, s, m) == (task, "heads_ffn", "imp")})
+    for se in series:
+        for lv in sorted({lv for (t, s, m, lv, e) in summary["cells"] if (t, s, m, e) == (task, "heads_ffn", "imp", se)}):
+            ticket = summary["cells"][(task, "heads_ffn", "imp", lv, se)]
+            rnd = summary["cells"].get((task, "heads_ffn", "random", lv, ""), [])
+            st = structures.get(se, {}).get(lv, {})
+            vs_full, vs_random = difference(ticket, full), difference(ticket, rnd)
+            cells.append({"label": score_label(se), "series": se, "rate": lv, "ticket": mean_std(ticket),
+                          "random": mean_std(rnd), "vs_full": vs_full, "verdict": verdict(vs_full, "dense"),
+                          "vs_random": vs_random, "verdict_random": verdict(vs_random, "random pruning"),
+                          "heads": st.get("heads"), "neurons": st.get("neurons"),
+                          "speed": speed.get(f"{st.get('run')}_{lv}"),
+                          "random_speed": _mean(v for k, v in speed.items()
+                                                if re.fullmatch(rf"random_heads_ffn_{lv}_s\d+", k))})
+    return mean_std(full), cells
+
+
+def structured_figure(folder, out_dir, imp_record=None, task="sts-b"):
+    """``speed_score.png`` in ``out_dir``: each criterion's no-retraining score (mean of the seeds)
+    against its measured speed-up at 30, 50 and 70 %, and, from ``imp_record``, each score's
+    structured IMP ticket (fine-tuned from θ0 with the mask) and random structured pruning where
+    their speed-ups were measured; ``figures.json`` holds the data drawn."""
+    seeds, dense, cells = seed_cells(folder)
+    series = {}
+    for c in cells:
+        vals = [v for v in c["scores"].values() if v is not None]
+        if c["speed"] and vals:
+            label = c["label"] + (" + rescaling" if c["rescaled"] else "") + ", no training"
+            series.setdefault(label, []).append((round(c["speed"], 4), round(sum(vals) / len(vals), 4)))
+    for c in imp_cells(imp_record, task)[1] if imp_record else []:
+        if c["speed"]:
+            series.setdefault(f"IMP ticket, {c['label']}, fine-tuned", []).append(
+                (round(c["speed"], 4), round(c["ticket"][0], 4)))
+        if c["random_speed"] and c["random"][0] is not None:
+            pt = (round(c["random_speed"], 4), round(c["random"][0], 4))
+            if pt not in series.setdefault("random structured, fine-tuned", []):
+                series["random structured, fine-tuned"].append(pt)
+    full = [v for v in dense.values() if v is not None]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = plot_speed_score(series, round(sum(full) / len(full), 4), out / "speed_score.png")
+    write_json(out / "figures.json", {"speed_score.png": data})
+    return data
