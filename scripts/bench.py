@@ -39,6 +39,8 @@ Commands (from the repository root)::
     python report.py runs/ --bench bench.json     # which report.py turns into a speed-up table
     python scripts/bench.py --only structured_masks --masks fisher=runs/x/mask.pt,taylor=runs/y/mask.pt
                                                           # chosen structured masks on their checkpoint
+    python scripts/bench.py --only structured_masks --masks_from runs/glue_small2
+                                                          # the structured tickets a folder fine-tuned
 
 Progress goes to stderr; stdout carries only the JSON lines; ``--json_out FILE`` also writes
 every record so far as one JSON list (atomically, rewritten after each record). On a machine
@@ -119,6 +121,9 @@ def parse_args(argv=None):
       help="also write all records as one JSON list to FILE (atomic; report.py --bench reads it)")
     a("--masks", default="", metavar="NAME=MASK,...",
       help="figure structured_masks: structured masks to shrink the --model checkpoint with and time")
+    a("--masks_from", default="", metavar="RUNS_DIR",
+      help="figure structured_masks: also every structured IMP ticket and random structured mask a finished "
+           "STS-B fine-tune under RUNS_DIR used (named <IMP run>_<sparsity> and by the mask's folder)")
     a("--model", default=None, help="figure structured_masks: the checkpoint the masks were made for (MiniLM-L6)")
     a("--_memprobe", default=None, help=argparse.SUPPRESS)  # internal: the fresh-process probe
     opts = p.parse_args(argv)

@@ -98,3 +98,19 @@ def test_figure_draws_tickets_beside_the_no_retraining_masks(record, tmp_path):
     assert data["random structured, fine-tuned"] == [(2.1, 32.0)]
     assert len(data["fisher (raw) + rescaling, no training"]) == 3
     assert json.loads((tmp_path / "fig" / "figures.json").read_text())["speed_score.png"]["full model"][0][1] == pytest.approx(77.5, abs=0.01)
+
+
+def test_bench_masks_lists_the_tickets_and_random_masks_fine_tuned(record):
+    from utils.structured_record import bench_masks
+
+    for rel in ("imp_fisher/checkpoint-1/mask.pt", "imp_fisher/checkpoint-2/mask.pt", "imp_mag/checkpoint-1/mask.pt",
+                "masks/random_heads_ffn_50_s1/mask.pt", "masks/random_heads_ffn_50_s2/mask.pt",
+                "masks/random_heads_ffn_30_s1/mask.pt"):
+        (record / rel).parent.mkdir(parents=True, exist_ok=True)
+        (record / rel).write_bytes(b"")
+    masks = bench_masks(record)
+    # the names imp_cells reads the bench by; the 30 % random mask fed no fine-tune: not listed
+    assert sorted(masks) == ["imp_fisher_50", "imp_fisher_70", "imp_mag_50", "random_heads_ffn_50_s1",
+                             "random_heads_ffn_50_s2"]
+    assert masks["imp_fisher_70"] == str(record / "imp_fisher" / "checkpoint-2" / "mask.pt")
+    assert sorted(bench_masks(record, levels=[70])) == ["imp_fisher_70"]

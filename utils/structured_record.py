@@ -86,6 +86,28 @@ def imp_structures(root, task):
     return out
 
 
+def bench_masks(runs_dir, task="sts-b", levels=None):
+    """``{name: mask path}`` of every structured IMP ticket (``<IMP run>_<level>``) and random
+    structured mask (its folder) under ``runs_dir`` that a fine-tune used, the names
+    :func:`imp_cells` reads the bench by (``levels``: only those sparsities)."""
+    runs_dir = Path(runs_dir)
+    used = {level(r["sparsity"]) for r in collect(runs_dir).finished
+            if r.get("set") == "heads_ffn" and r["task"] == task and r.get("sparsity") and r["kind"] == "finetune"}
+    used &= set(levels) if levels else used
+    out = {}
+    for res_path in sorted(runs_dir.rglob("results.json")):
+        res = read_json(res_path) or {}
+        if res.get("kind") == "imp" and res.get("structure") == "heads_ffn" and res.get("task") == task:
+            for m in res.get("masks", []) or []:
+                if level(m["sparsity"]) in used and (res_path.parent / m["path"]).is_file():
+                    out[f"{res_path.parent.name}_{level(m['sparsity'])}"] = str(res_path.parent / m["path"])
+    for lv in sorted(used):
+        for d in sorted(runs_dir.glob(f"masks/random_heads_ffn_{lv}_s*")):
+            if (d / "mask.pt").is_file():
+                out[d.name] = str(d / "mask.pt")
+    return out
+
+
 def _mean(values):
     vals = [v for v in values if v is not None]
     return sum(vals) / len(vals) if vals else None
@@ -147,3 +169,4 @@ def structured_figure(folder, out_dir, imp_record=None, task="sts-b"):
     data = plot_speed_score(series, round(sum(full) / len(full), 4), out / "speed_score.png")
     write_json(out / "figures.json", {"speed_score.png": data})
     return data
+

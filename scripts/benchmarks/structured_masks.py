@@ -15,6 +15,7 @@ sparsity, the heads and neurons kept per layer, parameters and encoder FLOPs.
 """
 import copy
 import gc
+from pathlib import Path
 
 from scripts.benchmarks.harness import MINILM_DIR, base_record, interleaved, log, median, random_batch, rounded
 from scripts.benchmarks.structured import encoder_flops, forward_fn
@@ -23,6 +24,7 @@ from utils.models import load_model
 from utils.shrink import count_parameters, layer_sizes, shrink_model
 from utils.sparsity import load_mask, sparsity_report
 from utils.structured import head_size
+from utils.structured_record import bench_masks
 
 
 def parse_masks(text):
@@ -39,8 +41,15 @@ def parse_masks(text):
 def figure_structured_masks(opts):
     """Records, one per mask of ``opts.masks``."""
     masks = parse_masks(opts.masks)
+    if getattr(opts, "masks_from", ""):
+        if not Path(opts.masks_from).is_dir():
+            raise UserError(f"--masks_from: no folder {opts.masks_from}")
+        found = bench_masks(opts.masks_from)
+        if not found:
+            raise UserError(f"--masks_from: no structured mask used by a finished STS-B fine-tune under {opts.masks_from}")
+        masks.update(found)
     if not masks:
-        raise UserError("--only structured_masks needs --masks name=MASK.pt,...")
+        raise UserError("--only structured_masks needs --masks name=MASK.pt,... or --masks_from RUNS_DIR")
     model_dir = opts.model or str(MINILM_DIR)
     dense = load_model("glue", model_dir).to(opts.device)
     cfg = dense.config
