@@ -244,7 +244,11 @@ def test_transfer_dry_run(glue_root):
     assert len(runs) == 1 + 5
     assert any("mrpc_to_sts-b_no_pooler_70_s1" in r and "imp_no_pooler/checkpoint-28/mask.pt" in r for r in runs)
     assert not any("mrpc_to_mrpc" in r for r in runs)
-    assert any("omp_to_mrpc" in r and "masks/omp_no_pooler_70/mask.pt" in r for r in runs)
+    # OMP's row is glue_tickets' OMP runs of each target, not a second copy under transfer/
+    omp = [r for r in runs if "masks/omp_no_pooler_70/mask.pt" in r and "glue_trans.py" in r]
+    assert len(omp) == 2 and not any("omp_to_" in r for r in runs)
+    assert any(f"--output_dir {glue_root}/runs/mrpc/omp_no_pooler_70_s1 " in r for r in omp)
+    assert any(f"--output_dir {glue_root}/runs/sts-b/omp_no_pooler_70_s1 " in r for r in omp)
 
 
 def test_quickstart_without_data_says_what_to_pass(tmp_path):

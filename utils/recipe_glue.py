@@ -134,7 +134,8 @@ def _transfer_settings(s, g):
 
 def transfer(s):
     """Every source's ticket at TRANSFER_SPARSITY (the tasks' IMP runs, EXTRA_SOURCES name=DIR,
-    OMP) fine-tuned on every target task but its own (the diagonal is glue_tickets' cells)."""
+    OMP) fine-tuned on every target task but its own (the diagonal is glue_tickets' cells; OMP's
+    row is glue_tickets' OMP runs, the mask being one for all tasks)."""
     g, plan = Glue(s), Plan()
     sp, the_set, with_omp, seeds = _transfer_settings(s, g)
     masks = {}
@@ -160,7 +161,10 @@ def transfer(s):
             if name == task.lower():
                 continue  # the diagonal: glue_tickets.sh's imp_<set>_<sp>_s* runs
             for seed in seeds:
-                d = f"{s.out}/transfer/{name}_to_{task.lower()}_{the_set}_{sp}_s{seed}"
+                # the OMP mask is the same on every task: its cell on a target is glue_tickets.sh's
+                # OMP run of that target and seed (run once, skipped when finished, counted once)
+                d = (f"{s.out}/{task.lower()}/omp_{the_set}_{sp}_s{seed}" if name == "omp" else
+                     f"{s.out}/transfer/{name}_to_{task.lower()}_{the_set}_{sp}_s{seed}")
                 plan.add(2, f"{d}/complete.json", f"{d}.log",
                          f"{s.launch} glue_trans.py {g.common(task)} --output_dir {q(d)} --dir pre --mask_dir "
                          f"{q(masks[name])} {g.fine_tune_flags()} --seed {seed}")
