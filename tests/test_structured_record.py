@@ -114,3 +114,26 @@ def test_bench_masks_lists_the_tickets_and_random_masks_fine_tuned(record):
                              "random_heads_ffn_50_s2"]
     assert masks["imp_fisher_70"] == str(record / "imp_fisher" / "checkpoint-2" / "mask.pt")
     assert sorted(bench_masks(record, levels=[70])) == ["imp_fisher_70"]
+
+
+def test_rewound_no_retraining_masks_beside_their_no_training_scores(tmp_path, monkeypatch):
+    from utils import docs, structured_record
+
+    def write(rel, obj):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(json.dumps(obj))
+    for k in (1, 2):
+        write(f"nr/dense_s{k}/complete.json", {"headline": {"value": 80.0}})
+        write(f"nr/fisher_none_r1_50_s{k}/results.json", {"eval": {"pearson": 0.7 + k / 100}})
+        write(f"rw/nr_fisher_none_50_s{k}/complete.json", {"headline": {"value": 20.0 + k}})
+    write("rw/nr_magnitude_size_50_s1/complete.json", {"headline": {"value": 10.0}})  # no such NR cell
+    write("rw/nr_fisher_none_30_s1/args.json", {})  # unfinished: left out
+    monkeypatch.setattr(structured_record, "ROOT", tmp_path)
+    cells = structured_record.rewind_cells("rw", "nr")
+    assert [(c["label"], c["rate"]) for c in cells] == [("fisher (raw)", 50), ("magnitude", 50)]
+    assert cells[0]["rewound"] == {1: 21.0, 2: 22.0}
+    assert cells[0]["no_training"] == {1: pytest.approx(71.0), 2: pytest.approx(72.0)}
+    assert cells[1]["no_training"] == {1: None}
+    lines = docs._structured_rewind("rw", "nr").splitlines()
+    assert lines[2] == "| fisher (raw) + rescaling | 50 % | 1 / 2 | 71.0 / 72.0 | 21.0 / 22.0 |"
+    assert lines[3] == "| magnitude | 50 % | 1 | — | 10.0 |"

@@ -15,7 +15,8 @@ from utils.budget import budget_table
 from utils.profiles import markdown_table
 from utils.report import write_report
 from utils.stats import fmt_difference
-from utils.structured_record import imp_cells, seed_cells, structured_figure  # noqa: F401 (re-exported)
+from utils.structured_record import (imp_cells, rewind_cells, seed_cells,  # noqa: F401 (re-exported)
+                                     structured_figure)
 from utils.tables import fmt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,12 +162,27 @@ def _structured_imp(record):
     for c in sorted(cells, key=lambda c: (c["rate"], c["label"])):
         speed = f"{c['speed']:.2f}×" if c["speed"] else "—"
         rspeed = f" ({c['random_speed']:.2f}×)" if c["random_speed"] else ""
-        rows.append(f"| {c['label']} | {c['rate']} % | {fmt(*c['ticket'], show_n=True)} | "
+        rows.append(f"| {c['label']}{' + rescaling' if c['rescaled'] else ''} | {c['rate']} % | {fmt(*c['ticket'], show_n=True)} | "
                     f"{fmt(*c['random'], show_n=True)}{rspeed} | {fmt_difference(c['vs_full'])} | {c['verdict'] or '—'} | "
                     f"{fmt_difference(c['vs_random'])} | {join(c['heads'])} | {join(c['neurons'])} | {speed} |")
     head = ("| IMP score | encoder pruned | structured IMP ticket | random structured pruning (speed-up) | "
             "ticket − full [95%] | ticket vs full | ticket − random [95%] | heads kept per layer | "
             "FFN neurons kept per layer (of 1,536) | inference speed-up |\n|---|---|---|---|---|---|---|---|---|---|")
+    return head + "\n" + "\n".join(rows)
+
+
+def _structured_rewind(folder, nr_folder):
+    """The no-retraining masks rewound to θ0 and fine-tuned like a ticket, per seed, beside their
+    score without training on the fine-tuned model they were chosen on."""
+    fmt1 = lambda v: "—" if v is None else f"{v:.1f}"  # noqa: E731
+    rows = []
+    for c in rewind_cells(folder, nr_folder):
+        seeds = sorted(c["rewound"])
+        rows.append(f"| {c['label']}{' + rescaling' if c['rescaled'] else ''} | {c['rate']} % | {' / '.join(map(str, seeds))} | "
+                    f"{' / '.join(fmt1(c['no_training'][k]) for k in seeds)} | "
+                    f"{' / '.join(fmt1(c['rewound'][k]) for k in seeds)} |")
+    head = ("| mask chosen by (on the fine-tuned dense model) | encoder pruned | dense seed | no training, "
+            "fine-tuned weights kept | rewound to θ0, fine-tuned 3 epochs |\n|---|---|---|---|---|")
     return head + "\n" + "\n".join(rows)
 
 
@@ -182,6 +198,7 @@ GENERATORS = {
     "small2_comparisons": lambda: _comparisons("results/small2"),
     "small2_brief": lambda: _brief("results/small2"),
     "structured_imp": lambda: _structured_imp("results/small2"),
+    "structured_rewind": lambda: _structured_rewind("results/structured_rewind", "results/structured_nr"),
 }
 
 

@@ -59,6 +59,31 @@ def seed_cells(folder):
     return seeds, dense, cells
 
 
+def rewind_cells(folder, nr_folder):
+    """The no-retraining masks rewound to the pre-trained weights and fine-tuned like every ticket
+    (runs ``nr_<score>_<normalise>_<rate>_s<seed>`` under ``folder``), beside what the same mask
+    scored without training on the fine-tuned model it was chosen on (``nr_folder``, the rescaled
+    cell where there is one): one dict per cell (label, rate, ``rewound`` {seed: score},
+    ``no_training`` {seed: score}, ``rescaled``)."""
+    _, _, cells = seed_cells(nr_folder)
+    out = {}
+    for d in sorted((ROOT / folder).glob("nr_*_s[0-9]*")):
+        m = re.fullmatch(r"nr_(.+)_(\d+)_s(\d+)", d.name)
+        score = _headline(d / "complete.json")
+        if not m or score is None:
+            continue
+        name, rate, seed = m.group(1), int(m.group(2)), int(m.group(3))
+        score_name, norm = name.rsplit("_", 1)
+        label = score_name if "magnitude" in score_name else f"{score_name} ({NORM_LABELS[norm]})"
+        nr = next((c for c in sorted(cells, key=lambda c: not c["rescaled"])  # the rescaled cell first
+                   if c["label"] == label and c["rate"] == rate), None)
+        cell = out.setdefault((label, rate), {"label": label, "rate": rate, "rewound": {}, "no_training": {},
+                                              "rescaled": bool(nr and nr["rescaled"])})
+        cell["rewound"][seed] = score
+        cell["no_training"][seed] = nr["scores"].get(seed) if nr else None
+    return [out[k] for k in sorted(out, key=lambda k: (k[1], k[0]))]
+
+
 def score_label(series):
     """A structured IMP series' score as the tables name it: ``magnitude`` (no score in the
     series), ``fisher (raw)``, ``taylor (per weight)``, ``layer_norm_magnitude``."""
