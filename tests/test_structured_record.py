@@ -75,8 +75,8 @@ def test_cells_scores_intervals_and_speed(record):
     full, cells = imp_cells(record)
     assert full[0] == pytest.approx(82.0) and full[2] == 3
     by = {(c["label"], c["rate"]): c for c in cells}
-    assert sorted(by) == [("fisher (raw)", 50), ("fisher (raw)", 70), ("magnitude", 50)]
-    f50 = by[("fisher (raw)", 50)]
+    assert sorted(by) == [("fisher (raw), lr 3e-4", 50), ("fisher (raw), lr 3e-4", 70), ("magnitude, lr 3e-4", 50)]
+    f50 = by[("fisher (raw), lr 3e-4", 50)]
     assert f50["ticket"][0] == pytest.approx(77.0) and f50["ticket"][2] == 2
     assert f50["random"][0] == pytest.approx(32.0) and f50["random"][2] == 2
     assert f50["vs_full"] == difference([76.0, 78.0], [80.0, 84.0, 82.0])
@@ -84,17 +84,17 @@ def test_cells_scores_intervals_and_speed(record):
     assert f50["vs_random"]["diff"] == pytest.approx(45.0) and f50["verdict_random"] == "above random pruning"
     assert f50["neurons"] == [700, 300] and f50["speed"] == 1.9
     assert f50["random_speed"] == pytest.approx(2.1)
-    assert by[("fisher (raw)", 70)]["speed"] is None  # not benchmarked: no figure, not made up
-    assert by[("fisher (raw)", 70)]["random"][2] == 0
-    assert by[("magnitude", 50)]["speed"] == 1.8 and by[("magnitude", 50)]["ticket"][0] == pytest.approx(31.5)
+    assert by[("fisher (raw), lr 3e-4", 70)]["speed"] is None  # not benchmarked: no figure, not made up
+    assert by[("fisher (raw), lr 3e-4", 70)]["random"][2] == 0
+    assert by[("magnitude, lr 3e-4", 50)]["speed"] == 1.8 and by[("magnitude, lr 3e-4", 50)]["ticket"][0] == pytest.approx(31.5)
 
 
 def test_figure_draws_tickets_beside_the_no_retraining_masks(record, tmp_path):
     from utils.structured_record import structured_figure
 
     data = structured_figure("results/structured_nr", tmp_path / "fig", imp_record=record)
-    assert data["IMP ticket, fisher (raw), fine-tuned"] == [(1.9, 77.0)]  # 70 % not benchmarked: not drawn
-    assert data["IMP ticket, magnitude, fine-tuned"] == [(1.8, 31.5)]
+    assert data["IMP ticket, fisher (raw), lr 3e-4, fine-tuned"] == [(1.9, 77.0)]  # 70 % not benchmarked: not drawn
+    assert data["IMP ticket, magnitude, lr 3e-4, fine-tuned"] == [(1.8, 31.5)]
     assert data["random structured, fine-tuned"] == [(2.1, 32.0)]
     assert len(data["fisher (raw) + rescaling, no training"]) == 3
     assert json.loads((tmp_path / "fig" / "figures.json").read_text())["speed_score.png"]["full model"][0][1] == pytest.approx(77.5, abs=0.01)
@@ -127,6 +127,7 @@ def test_rewound_no_retraining_masks_beside_their_no_training_scores(tmp_path, m
         write(f"nr/fisher_none_r1_50_s{k}/results.json", {"eval": {"pearson": 0.7 + k / 100}})
         write(f"rw/nr_fisher_none_50_s{k}/complete.json", {"headline": {"value": 20.0 + k}})
     write("rw/nr_magnitude_size_50_s1/complete.json", {"headline": {"value": 10.0}})  # no such NR cell
+    write("rw/epochs10/nr_fisher_none_50_s1/complete.json", {"headline": {"value": 60.0}})
     write("rw/nr_fisher_none_30_s1/args.json", {})  # unfinished: left out
     monkeypatch.setattr(structured_record, "ROOT", tmp_path)
     cells = structured_record.rewind_cells("rw", "nr")
@@ -135,5 +136,6 @@ def test_rewound_no_retraining_masks_beside_their_no_training_scores(tmp_path, m
     assert cells[0]["no_training"] == {1: pytest.approx(71.0), 2: pytest.approx(72.0)}
     assert cells[1]["no_training"] == {1: None}
     lines = docs._structured_rewind("rw", "nr").splitlines()
-    assert lines[2] == "| fisher (raw) + rescaling | 50 % | 1 / 2 | 71.0 / 72.0 | 21.0 / 22.0 |"
-    assert lines[3] == "| magnitude | 50 % | 1 | — | 10.0 |"
+    assert cells[0]["rewound_10_epochs"] == {1: 60.0, 2: None}
+    assert lines[2] == "| fisher (raw) + rescaling | 50 % | 1 / 2 | 71.0 / 72.0 | 21.0 / 22.0 | 60.0 / — |"
+    assert lines[3] == "| magnitude | 50 % | 1 | — | 10.0 | — |"

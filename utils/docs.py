@@ -180,9 +180,11 @@ def _structured_rewind(folder, nr_folder):
         seeds = sorted(c["rewound"])
         rows.append(f"| {c['label']}{' + rescaling' if c['rescaled'] else ''} | {c['rate']} % | {' / '.join(map(str, seeds))} | "
                     f"{' / '.join(fmt1(c['no_training'][k]) for k in seeds)} | "
-                    f"{' / '.join(fmt1(c['rewound'][k]) for k in seeds)} |")
+                    f"{' / '.join(fmt1(c['rewound'][k]) for k in seeds)} | "
+                    f"{' / '.join(fmt1(c['rewound_10_epochs'][k]) for k in seeds)} |")
     head = ("| mask chosen by (on the fine-tuned dense model) | encoder pruned | dense seed | no training, "
-            "fine-tuned weights kept | rewound to θ0, fine-tuned 3 epochs |\n|---|---|---|---|---|")
+            "fine-tuned weights kept | rewound to θ0, fine-tuned 3 epochs | rewound, 10 epochs |\n"
+            "|---|---|---|---|---|---|")
     return head + "\n" + "\n".join(rows)
 
 

@@ -64,7 +64,8 @@ def rewind_cells(folder, nr_folder):
     (runs ``nr_<score>_<normalise>_<rate>_s<seed>`` under ``folder``), beside what the same mask
     scored without training on the fine-tuned model it was chosen on (``nr_folder``, the rescaled
     cell where there is one): one dict per cell (label, rate, ``rewound`` {seed: score},
-    ``no_training`` {seed: score}, ``rescaled``)."""
+    ``no_training`` {seed: score}, ``rescaled``, ``rewound_10_epochs`` {seed: score or None}: the
+    same run fine-tuned 10 epochs, ``epochs10/<run>``)."""
     _, _, cells = seed_cells(nr_folder)
     out = {}
     for d in sorted((ROOT / folder).glob("nr_*_s[0-9]*")):
@@ -77,9 +78,10 @@ def rewind_cells(folder, nr_folder):
         label = score_name if "magnitude" in score_name else f"{score_name} ({NORM_LABELS[norm]})"
         nr = next((c for c in sorted(cells, key=lambda c: not c["rescaled"])  # the rescaled cell first
                    if c["label"] == label and c["rate"] == rate), None)
-        cell = out.setdefault((label, rate), {"label": label, "rate": rate, "rewound": {}, "no_training": {},
+        cell = out.setdefault((label, rate), {"label": label, "rate": rate, "rewound": {}, "no_training": {}, "rewound_10_epochs": {},
                                               "rescaled": bool(nr and nr["rescaled"])})
         cell["rewound"][seed] = score
+        cell["rewound_10_epochs"][seed] = _headline(d.parent / "epochs10" / d.name / "complete.json")
         cell["no_training"][seed] = nr["scores"].get(seed) if nr else None
     return [out[k] for k in sorted(out, key=lambda k: (k[1], k[0]))]
 
@@ -158,7 +160,9 @@ def imp_cells(record, task="sts-b"):
             rnd = summary["cells"].get((task, "heads_ffn", "random", lv, ""), [])
             st = structures.get(se, {}).get(lv, {})
             vs_full, vs_random = difference(ticket, full), difference(ticket, rnd)
-            cells.append({"label": score_label(se), "series": se, "rate": lv, "ticket": mean_std(ticket),
+            lr = re.search(r"lr ([0-9.e+-]+)", se or "")
+            label = score_label(se) + (f", lr {float(lr.group(1)):.0e}".replace("e-0", "e-") if lr else "")
+            cells.append({"label": label, "series": se, "rate": lv, "ticket": mean_std(ticket),
                           "random": mean_std(rnd), "vs_full": vs_full, "verdict": verdict(vs_full, "dense"),
                           "vs_random": vs_random, "verdict_random": verdict(vs_random, "random pruning"),
                           "heads": st.get("heads"), "neurons": st.get("neurons"),
