@@ -139,3 +139,25 @@ def test_rewound_no_retraining_masks_beside_their_no_training_scores(tmp_path, m
     assert cells[0]["rewound_10_epochs"] == {1: 60.0, 2: None}
     assert lines[2] == "| fisher (raw) + rescaling | 50 % | 1 / 2 | 71.0 / 72.0 | 21.0 / 22.0 | 60.0 / — |"
     assert lines[3] == "| magnitude | 50 % | 1 | — | 10.0 | — |"
+
+
+def test_readme_brief_rows(record, tmp_path):
+    from utils import docs
+
+    lines = docs._structured_brief(record, "results/structured_nr", tmp_path / "no_rewinds").splitlines()
+    assert lines[2] == "| full model (dense, 1.00×) | 82.0 ± 2.0 (n=3) | | |"
+    assert "| IMP ticket, fisher (raw), rounds at lr 3e-4 | — | 77.0 (n=2, 1.90×) | 62.0 (n=2) |" \
+        in lines
+    assert not any(x.startswith("| IMP ticket, magnitude") for x in lines)  # one sparsity only: docs, not README
+    assert not any(x.startswith(f"| {docs.RANDOM}") for x in lines)  # 50 % only
+    nr = [x for x in lines if x.startswith("| fisher (raw) + rescaling, no training")]
+    assert len(nr) == 1 and nr[0].count("(n=2, ") == 3  # the committed no-retraining record, 30/50/70 %
+
+
+def test_structured_imp_table_rows(record):
+    from utils import docs
+
+    lines = docs._structured_imp(record).splitlines()
+    assert lines[2] == "| full model | | 82.0 ± 2.0 (n=3) | | | | | | | |"
+    row = next(x for x in lines if x.startswith("| fisher (raw), lr 3e-4 | 50 % |"))
+    assert "| 77.0 ± 1.4 (n=2) | 32.0 ± 2.8 (n=2) (2.10×) |" in row and row.endswith("| 12, 12 | 700, 300 | 1.90× |")
