@@ -202,10 +202,11 @@ def _structured_brief(imp_record, nr_folder, rewind_folder):
         vals = [v for v in vals if v is not None]
         if vals:
             rows.setdefault(name, {})[lv] = (sum(vals) / len(vals), len(vals), speed)
-    for c in seed_cells(nr_folder)[2]:
+    nr_cells = seed_cells(nr_folder)[2]
+    for c in nr_cells:
         put(f"{c['label']}{' + rescaling' if c['rescaled'] else ''}, no training",
             c["rate"], c["scores"].values(), c["speed"])
-    speed = {(c["label"], c["rate"]): c["speed"] for c in seed_cells(nr_folder)[2]}
+    speed = {(c["label"], c["rate"]): c["speed"] for c in nr_cells}
     for c in rewind_cells(rewind_folder, nr_folder):
         put(f"{c['label']}, the same mask rewound to θ0", c["rate"],
             c["rewound"].values(), speed.get((c["label"], c["rate"])))

@@ -96,20 +96,25 @@ def score_label(series):
     return score if "magnitude" in score else f"{score} ({NORM_LABELS.get(norm, norm)})"
 
 
+def _imp_masks(root, task):
+    """``(run folder, mask entry)`` of every mask each structured IMP run of ``task`` under
+    ``root`` wrote (its ``results.json`` ``masks``)."""
+    for res_path in sorted(Path(root).rglob("results.json")):
+        res = read_json(res_path) or {}
+        if res.get("kind") == "imp" and res.get("structure") == "heads_ffn" and res.get("task") == task:
+            for m in res.get("masks", []) or []:
+                yield res_path.parent, m
+
+
 def imp_structures(root, task):
     """``{series: {level: {"run", "heads", "neurons"}}}``: the heads and FFN neurons each
     structured IMP run's masks keep per layer (``mask_sparsity.json`` beside each mask)."""
     out = {}
-    for res_path in sorted(Path(root).rglob("results.json")):
-        res = read_json(res_path) or {}
-        if res.get("kind") != "imp" or res.get("structure") != "heads_ffn" or res.get("task") != task:
-            continue
-        series = imp_series(read_json(res_path.parent / "args.json"))
-        for m in res.get("masks", []) or []:
-            st = (read_json((res_path.parent / m["path"]).with_name("mask_sparsity.json")) or {}).get("structure")
-            if st:
-                out.setdefault(series, {})[level(m["sparsity"])] = {
-                    "run": res_path.parent.name, "heads": st["heads_kept"], "neurons": st["neurons_kept"]}
+    for run, m in _imp_masks(root, task):
+        st = (read_json((run / m["path"]).with_name("mask_sparsity.json")) or {}).get("structure")
+        if st:
+            out.setdefault(imp_series(read_json(run / "args.json")), {})[level(m["sparsity"])] = {
+                "run": run.name, "heads": st["heads_kept"], "neurons": st["neurons_kept"]}
     return out
 
 
@@ -122,22 +127,15 @@ def bench_masks(runs_dir, task="sts-b", levels=None):
             if r.get("set") == "heads_ffn" and r["task"] == task and r.get("sparsity") and r["kind"] == "finetune"}
     used &= set(levels) if levels else used
     out = {}
-    for res_path in sorted(runs_dir.rglob("results.json")):
-        res = read_json(res_path) or {}
-        if res.get("kind") == "imp" and res.get("structure") == "heads_ffn" and res.get("task") == task:
-            for m in res.get("masks", []) or []:
-                if level(m["sparsity"]) in used and (res_path.parent / m["path"]).is_file():
-                    out[f"{res_path.parent.name}_{level(m['sparsity'])}"] = str(res_path.parent / m["path"])
+    for run, m in _imp_masks(runs_dir, task):
+        if level(m["sparsity"]) in used and (run / m["path"]).is_file():
+            out[f"{run.name}_{level(m['sparsity'])}"] = str(run / m["path"])
     for lv in sorted(used):
         for d in sorted(runs_dir.glob(f"masks/random_heads_ffn_{lv}_s*")):
             if (d / "mask.pt").is_file():
                 out[d.name] = str(d / "mask.pt")
     return out
 
-
-def _mean(values):
-    vals = [v for v in values if v is not None]
-    return sum(vals) / len(vals) if vals else None
 
 
 def imp_cells(record, task="sts-b"):
@@ -167,8 +165,8 @@ def imp_cells(record, task="sts-b"):
                           "vs_random": vs_random, "verdict_random": verdict(vs_random, "random pruning"),
                           "heads": st.get("heads"), "neurons": st.get("neurons"),
                           "speed": speed.get(f"{st.get('run')}_{lv}"),
-                          "random_speed": _mean(v for k, v in speed.items()
-                                                if re.fullmatch(rf"random_heads_ffn_{lv}_s\d+", k))})
+                          "random_speed": mean_std(v for k, v in speed.items()
+                                                   if re.fullmatch(rf"random_heads_ffn_{lv}_s\d+", k))[0]})
     return mean_std(full), cells
 
 
