@@ -23,6 +23,9 @@
 #   ROUND_EPOCHS IMP_LR SCHEDULE  the IMP round budget: epochs per round, peak learning rate,
 #                --round_schedule [profile: paper 3, 2e-5, whole_run; small 3, 3e-4, whole_run;
 #                quick 1, 2e-4, per_round]
+#   IMP_TAG      auto: an IMP run whose budget is not the profile's is named by it too
+#                (imp_<set>_r<ROUND_EPOCHS>_lr<IMP_LR>_<SCHEDULE>, only the settings that differ),
+#                and so are its tickets' fine-tunes; none: by its set alone (older records) [auto]
 #   SUBSET_TASKS SUBSET_SEED  tasks trained on a seeded random row subset, its seed [small: STS-B, 0]
 #   IMP_SEED     seed of the IMP run    [57, the paper's]
 #   SPARSITIES   percent, of 10 20 ... 90 (the sparsities IMP writes) [profile]

@@ -16,7 +16,8 @@ set -euo pipefail
 here="$(dirname "$0")"
 export PROFILE=small JOBS=${JOBS:-2} OUT=${OUT:-runs/glue_small}
 export SPARSITIES="50 60 70" METHODS=${METHODS:-imp random reinit} SEEDS="1 2 3" MASK_SEEDS=1 SEEDS_IMP=1 \
-  SEEDS_OMP=1 SEEDS_RANDOM=1 SEEDS_REINIT=1 MAX_EVAL=500 SUBSET_TASKS=none ROUND_EPOCHS=1 SCHEDULE=per_round IMP_LR=1e-4
+  SEEDS_OMP=1 SEEDS_RANDOM=1 SEEDS_REINIT=1 MAX_EVAL=500 SUBSET_TASKS=none ROUND_EPOCHS=1 SCHEDULE=per_round IMP_LR=1e-4 \
+  IMP_TAG=none  # this record named its IMP runs by their set alone
 # on a fresh machine, start from the committed slim record: its finished runs are skipped
 # (an IMP run whose masks a missing fine-tune needs runs again)
 SEED=${SEED:-$here/../results/small}

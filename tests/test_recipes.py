@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # the small profile's settings before seeds per method and OMP (tests of other behaviour pin them)
 ONE_SEED = {"SPARSITIES": "50 60 70", "METHODS": "imp random reinit", "SEEDS": "1 2 3", "MASK_SEEDS": "1",
             "SEEDS_IMP": "1", "SEEDS_OMP": "1", "SEEDS_RANDOM": "1", "SEEDS_REINIT": "1",
-            "ROUND_EPOCHS": "1", "SCHEDULE": "per_round", "IMP_LR": "1e-4"}
+            "ROUND_EPOCHS": "1", "SCHEDULE": "per_round", "IMP_LR": "1e-4", "IMP_TAG": "none"}
 
 
 def recipe(name, env, *args):
@@ -39,12 +39,41 @@ def lines_of(out):
     return [line for line in out.splitlines() if line.startswith("run ")]
 
 
+def test_imp_budget_other_than_the_profiles_names_its_runs(glue_root):
+    """IMP_LR/ROUND_EPOCHS/SCHEDULE off the profile name the IMP run and the fine-tunes of its
+    masks (imp, reinit), not random pruning; the profile's budget keeps the set's name."""
+    out_dir = glue_root / "runs"
+    env = {"PROFILE": "small", "TASKS": "MRPC", "DATA": str(glue_root / "glue"), "MODEL": str(glue_root / "model"),
+           "OUT": str(out_dir), "SPARSITIES": "50", "METHODS": "imp random reinit", "SEEDS": "1",
+           "MASK_SEEDS": "1", "SEEDS_IMP": "1", "SEEDS_RANDOM": "1", "SEEDS_REINIT": "1", "SETS": "heads_ffn_fisher_none"}
+    dirs = lambda res: sorted({w.split("/mrpc/")[1] for w in res.stdout.split() if "/mrpc/" in w and
+                               "checkpoint" not in w and "data" not in w})
+    same = recipe("glue_tickets.sh", {**env, "IMP_LR": "3e-4"}, "--dry-run")  # the small profile's rate
+    assert same.returncode == 0, same.stderr
+    assert dirs(same) == ["dense_s1", "imp_heads_ffn_fisher_none", "imp_heads_ffn_fisher_none_50_s1",
+                          "random_heads_ffn_fisher_none_50_s1", "reinit_heads_ffn_fisher_none_50_s1"]
+    other = recipe("glue_tickets.sh", {**env, "IMP_LR": "1e-4"}, "--dry-run")
+    assert other.returncode == 0, other.stderr
+    assert dirs(other) == ["dense_s1", "imp_heads_ffn_fisher_none_lr1e-4", "imp_heads_ffn_fisher_none_lr1e-4_50_s1",
+                           "random_heads_ffn_fisher_none_50_s1", "reinit_heads_ffn_fisher_none_lr1e-4_50_s1"]
+    ticket = next(r for r in lines_of(other.stdout) if "imp_heads_ffn_fisher_none_lr1e-4_50_s1" in r)
+    assert "/mrpc/imp_heads_ffn_fisher_none_lr1e-4/checkpoint-" in ticket
+    three = recipe("glue_tickets.sh", {**env, "IMP_LR": "1e-4", "ROUND_EPOCHS": "1", "SCHEDULE": "per_round"},
+                   "--dry-run")
+    assert "imp_heads_ffn_fisher_none_r1_lr1e-4_per_round" in dirs(three)
+    kept = recipe("glue_tickets.sh", {**env, "IMP_LR": "1e-4", "IMP_TAG": "none"}, "--dry-run")
+    assert "imp_heads_ffn_fisher_none" in dirs(kept) and "imp_heads_ffn_fisher_none_lr1e-4" not in dirs(kept)
+    for bad, word in (({"IMP_TAG": "yes"}, "IMP_TAG"), ({"IMP_LR": "fast"}, "IMP_LR")):
+        res = recipe("glue_tickets.sh", {**env, **bad}, "--dry-run")
+        assert res.returncode == 2 and word in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
 def test_glue_dry_run_commands(glue_root):
     out_dir = glue_root / "runs"
     env = {"PROFILE": "small", "TASKS": "MRPC", "DATA": str(glue_root / "glue"), "MODEL": str(glue_root / "model"),
            "OUT": str(out_dir), "SPARSITIES": "50 60 70", "METHODS": "imp random reinit", "SEEDS": "1 2 3",
            "SEEDS_IMP": "1", "SEEDS_RANDOM": "1", "SEEDS_REINIT": "1", "ROUND_EPOCHS": "1", "SCHEDULE": "per_round",
-           "IMP_LR": "1e-4"}
+           "IMP_LR": "1e-4", "IMP_TAG": "none"}  # the short-round record's names: by set alone
     res = recipe("glue_tickets.sh", env, "--dry-run")
     assert res.returncode == 0, res.stderr
     runs = lines_of(res.stdout)
@@ -236,7 +265,7 @@ def test_squad_and_mlm_dry_runs(name, expected, tmp_path):
 def test_transfer_dry_run(glue_root):
     env = {"PROFILE": "small", "TASKS": "MRPC", "TARGETS": "MRPC STS-B", "DATA": str(glue_root / "glue"),
            "MODEL": str(glue_root / "model"), "OUT": str(glue_root / "runs"),
-           "EXTRA_SOURCES": f"mlm={glue_root}/mlmrun", "ROUND_EPOCHS": "1"}
+           "EXTRA_SOURCES": f"mlm={glue_root}/mlmrun", "ROUND_EPOCHS": "1", "IMP_TAG": "none"}
     res = recipe("transfer.sh", env, "--dry-run")
     assert res.returncode == 0, res.stderr
     runs = lines_of(res.stdout)

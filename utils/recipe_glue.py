@@ -49,6 +49,27 @@ class Glue:
         s.need_model("and DATA=<GLUE root>")
         self.tasks = self.v["TASKS"].split()
         self.events = max(int(x) for x in s.sparsities) // 10  # IMP stops after the event reaching the top
+        self.imp_tag = self._imp_tag(p)
+
+    def _imp_tag(self, p):
+        """The suffix of an IMP run's folder when its round budget is not the profile's:
+        ``_r<ROUND_EPOCHS>``, ``_lr<IMP_LR>``, ``_<SCHEDULE>`` for each setting that differs
+        (``imp_heads_ffn_lr1e-4``), so runs of two budgets of one set are kept apart; empty
+        with the profile's budget, so existing records keep their names
+        (``IMP_TAG=none`` keeps the set's name whatever the budget, for records made before.)"""
+        v, mode = self.v, self.s.get("IMP_TAG", "auto")
+        if mode not in ("auto", "none"):
+            raise RecipeError(f"IMP_TAG must be auto or none, not '{mode}'")
+        try:
+            lr = float(v["IMP_LR"])
+        except ValueError:
+            raise RecipeError(f"IMP_LR: '{v['IMP_LR']}' is not a number") from None
+        if mode == "none":
+            return ""
+        parts = [f"_r{self.round_epochs}" if self.round_epochs != int(p["ROUND_EPOCHS"]) else "",
+                 f"_lr{v['IMP_LR']}" if lr != float(p["IMP_LR"]) else "",
+                 f"_{v['SCHEDULE']}" if v["SCHEDULE"] != p["SCHEDULE"] else ""]
+        return "".join(parts)
 
     def max_train(self, task):
         """The training-row cap (none for the tasks in TRAIN_ALL)."""
@@ -110,7 +131,7 @@ def glue_tickets(s):
                      f"--round_schedule {g.v['SCHEDULE']}")
         n_imp += tickets_plan(s, plan, (2 * ti + 1, 2 * ti + 2), f"{s.out}/{task.lower()}", ("LT_glue.py", "glue_trans.py"),
                               g.common(task), imp_flags, g.fine_tune_flags(),
-                              lambda d, sp, steps=steps: f"{d}/checkpoint-{steps * int(sp) // 10}/mask.pt")
+                              lambda d, sp, steps=steps: f"{d}/checkpoint-{steps * int(sp) // 10}/mask.pt", g.imp_tag)
     plan.header = finish_lines(s, "glue_tickets", n_imp, g.events, n_oneshot, len(plan.runs), " ".join(g.tasks))
     plan.footer = [f"glue_tickets: all runs finished; report: {s.python} report.py {s.out}"]
     return plan
@@ -140,7 +161,7 @@ def transfer(s):
     sp, the_set, with_omp, seeds = _transfer_settings(s, g)
     masks = {}
     for src in s.get("SOURCES", " ".join(g.tasks)).split():
-        d = f"{s.out}/{src.lower()}/imp_{the_set}"
+        d = f"{s.out}/{src.lower()}/imp_{the_set}{g.imp_tag}"
         masks[src.lower()] = ticket_mask(d, sp, f"{d}/checkpoint-{g.round_steps(src) * int(sp) // 10}/mask.pt")
     for pair in s.get("EXTRA_SOURCES", "").split():
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*=.+", pair):

@@ -235,6 +235,9 @@ def random_mask_dir(s, SET, sp, seed):
     return f"{s.out}/masks/random_{base_set(SET)}_{sp}_s{seed}"
 
 
+IMP_MASKED = ("imp", "reinit", "shuffled")  # the methods that fine-tune an IMP run's mask
+
+
 def method_flags(s, method, SET, sp, ticket, seed):
     """The *_trans.py flags of one method: the ticket (IMP mask on theta0), re-init (on random
     weights), random (a random mask on theta0), OMP (theta0's own magnitude mask), shuffled (the
@@ -246,17 +249,17 @@ def method_flags(s, method, SET, sp, ticket, seed):
             }[method]
 
 
-def _imp_must_rerun(s, plan, out, SET, expect):
+def _imp_must_rerun(s, plan, out, SET, expect, tag=""):
     """An IMP record without its masks (copied from a slim record) runs again when a fine-tune
     still needs one of them (its complete.json is removed, except under --dry-run)."""
-    imp_dir = f"{out}/imp_{SET}"
+    imp_dir = f"{out}/imp_{SET}{tag}"
     if not os.path.exists(f"{imp_dir}/complete.json"):
         return
     for sp in s.sparsities:
         ticket = ticket_mask(imp_dir, sp, expect(imp_dir, sp))
-        for method in (m for m in s.methods if m in ("imp", "reinit", "shuffled")):
+        for method in (m for m in s.methods if m in IMP_MASKED):
             for seed in s.seeds_of(method):
-                cell = f"{out}/{method}_{SET}_{sp}_s{seed}"
+                cell = f"{out}/{method}_{SET}{tag}_{sp}_s{seed}"
                 if not os.path.exists(ticket) and not os.path.exists(f"{cell}/complete.json"):
                     plan.notes.append(f"note: {imp_dir} has no {ticket}, which {cell} needs: IMP runs again")
                     if not s.dry_run:
@@ -264,22 +267,25 @@ def _imp_must_rerun(s, plan, out, SET, expect):
                     return
 
 
-def tickets_plan(s, plan, stages, out, scripts, common, imp_flags, ft_flags, expect):
+def tickets_plan(s, plan, stages, out, scripts, common, imp_flags, ft_flags, expect, tag=""):
     """One task's runs: IMP per prunable set and the dense seeds (stage A), then every method at
     every sparsity with the mask fixed (stage B), seed-major: every cell's first seed, then every
     cell's second, so a queue stopped half-way leaves every cell covered at a lower n. Returns the
-    number of IMP runs."""
+    number of IMP runs. ``tag`` names an IMP budget other than the profile's (see
+    :func:`utils.recipe_glue.Glue.imp_tag`): it is added to the IMP run's folder and to the
+    folders of the methods that use its masks (imp, reinit, shuffled), so two budgets of one set
+    sit side by side and are never taken for one another."""
     (a, b), (imp_script, ft_script) = stages, scripts
     for SET in s.sets:
-        d = f"{out}/imp_{SET}"
-        _imp_must_rerun(s, plan, out, SET, expect)
+        d = f"{out}/imp_{SET}{tag}"
+        _imp_must_rerun(s, plan, out, SET, expect, tag)
         plan.add(a, f"{d}/complete.json", f"{d}.log", f"{s.launch} {imp_script} {common} --output_dir {q(d)}",
                  f"{imp_flags} {set_flags(SET)} --save_round_weights 0 --seed {s.imp_seed}")
     for seed in s.seeds_of("dense"):
         d = f"{out}/dense_s{seed}"
         plan.add(a, f"{d}/complete.json", f"{d}.log",
                  f"{s.launch} {ft_script} {common} --output_dir {q(d)} --dir pre {ft_flags} --seed {seed}")
-    tickets = {(SET, sp): ticket_mask(f"{out}/imp_{SET}", sp, expect(f"{out}/imp_{SET}", sp))
+    tickets = {(SET, sp): ticket_mask(f"{out}/imp_{SET}{tag}", sp, expect(f"{out}/imp_{SET}{tag}", sp))
                for SET in s.sets for sp in s.sparsities}
     most = max(len(s.seeds_of(m)) for m in s.methods) if s.methods else 0
     for rank in range(most):
@@ -289,7 +295,8 @@ def tickets_plan(s, plan, stages, out, scripts, common, imp_flags, ft_flags, exp
                     seeds = s.seeds_of(method)
                     if len(seeds) <= rank:
                         continue
-                    seed, d = seeds[rank], f"{out}/{method}_{SET}_{sp}_s{seeds[rank]}"
+                    cell = f"{SET}{tag}" if method in IMP_MASKED else SET
+                    seed, d = seeds[rank], f"{out}/{method}_{cell}_{sp}_s{seeds[rank]}"
                     plan.add(b, f"{d}/complete.json", f"{d}.log",
                              f"{s.launch} {ft_script} {common} --output_dir {q(d)} "
                              f"{method_flags(s, method, SET, sp, tickets[SET, sp], seed)} {ft_flags} --seed {seed}")
