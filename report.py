@@ -28,7 +28,8 @@ def parse_args(argv=None):
                         "from which the same report regenerates")
     p.add_argument("--slim_masks", default="", metavar="LEVELS",
                    help="with --slim_copy: also the IMP tickets at these sparsities (comma-separated "
-                        "percents), gzipped (mask.pt.gz), so pending fine-tunes need no new IMP run")
+                        "percents; a structured run's at every sparsity, about 40 kB each), gzipped "
+                        "(mask.pt.gz), so pending fine-tunes need no new IMP run")
     p.add_argument("--bench", default=None, metavar="FILE",
                    help="scripts/bench.py output (its --json_out list, or its JSON lines): append the "
                         "'Structured speed-ups' table and write structured_speed.csv")

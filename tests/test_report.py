@@ -343,6 +343,12 @@ def test_slim_copy_keeps_records_and_chosen_tickets_gzipped(tmp_path):
         assert (again / rel).read_bytes() == (dst / rel).read_bytes()
     # without levels: JSON only
     assert slim_copy(src, tmp_path / "json_only") == 9
+    # a structured IMP run's masks are small: with levels, every event of it is kept
+    (imp / "results.json").write_text(json.dumps({"kind": "imp", "structure": "heads_ffn", "masks": masks}))
+    slim_copy(src, tmp_path / "structured", mask_levels=["70"])
+    packed = sorted(str(p.relative_to(tmp_path / "structured")) for p in (tmp_path / "structured").rglob("*.gz"))
+    assert packed == [f"mrpc/imp_no_pooler/checkpoint-{k}/mask.pt.gz" for k in (315, 441, 63)]
+    assert slim_copy(src, tmp_path / "structured_json") == 9  # still JSON only without levels
     # the flag: levels only with --slim_copy, in percent
     for argv in (["r", "--slim_masks", "50"], ["r", "--slim_copy", "d", "--slim_masks", "half"]):
         with pytest.raises(SystemExit) as e:

@@ -37,7 +37,7 @@ def slim_copy(src, dst, mask_levels=()):
     """Copy the slim record of every run under ``src`` to ``dst`` (same relative layout): the
     JSON files that say what each run is and what it scored, and the provenance and sparsity
     reports of masks; no weights or logs. ``mask_levels`` (sparsities in percent): also the IMP
-    tickets at those sparsities, gzipped beside their records (``mask.pt.gz``, about 1/8 of the
+    tickets at those sparsities (a structured IMP run's at every sparsity: they are small), gzipped beside their records (``mask.pt.gz``, about 1/8 of the
     bool file), so fine-tunes still to run need no new IMP run on another machine
     (the reproduction recipes unpack them). Returns the number of files copied."""
     src, dst = Path(src), Path(dst)
@@ -50,9 +50,12 @@ def slim_copy(src, dst, mask_levels=()):
             n += 1
     levels = {int(v) for v in mask_levels}
     for results in sorted(src.rglob("results.json")) if levels else []:
-        for m in (read_json(results) or {}).get("masks", []) or []:
+        record = read_json(results) or {}
+        # a structured mask packs to about 40 kB (MiniLM-L6): every event of a structured run is kept
+        every = record.get("structure", "unstructured") != "unstructured"
+        for m in record.get("masks", []) or []:
             mask = results.parent / str(m.get("path", ""))
-            if level(m.get("sparsity")) in levels and mask.is_file():
+            if (every or level(m.get("sparsity")) in levels) and mask.is_file():
                 target = dst / mask.relative_to(src)
                 gz = target.with_name(target.name + ".gz")
 
