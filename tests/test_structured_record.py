@@ -154,6 +154,26 @@ def test_readme_brief_rows(record, tmp_path):
     assert len(nr) == 1 and nr[0].count("(n=2, ") == 3  # the committed no-retraining record, 30/50/70 %
 
 
+def test_readme_brief_keeps_each_scores_best_round_budget(record):
+    """Two budgets of one score: the brief shows the one whose tickets score higher on the
+    sparsities both have, the other stays in the docs' full table."""
+    from tests.test_report import write_run
+    from utils import docs
+
+    slow = {**IMP_ARGS, "learning_rate": 1e-4}
+    _imp_run(record / "imp_fisher_slow", slow, [(30, [12, 12], [900, 800]), (50, [12, 12], [800, 400])])
+    for seed, s30, s50 in ((1, 79.0, 79.0), (2, 81.0, 81.0)):
+        write_run(record / f"slow_30_s{seed}", "sts-b", s30, seed=seed, mask=_mask("imp", 30, "slow30", slow))
+        write_run(record / f"slow_50_s{seed}", "sts-b", s50, seed=seed, mask=_mask("imp", 50, "slow50", slow))
+    lines = docs._structured_brief(record, "results/structured_nr", record / "no_rewinds").splitlines()
+    fisher = [x for x in lines if x.startswith("| IMP ticket, fisher")]
+    assert fisher == ["| IMP ticket, fisher (raw), rounds at lr 1e-4 | 80.0 (n=2) | 80.0 (n=2) | — |"]  # 80 > 77 at 50 %
+    assert len([x for x in docs._structured_imp(record).splitlines() if x.startswith("| fisher")]) == 4  # both budgets
+    best = docs._best_budget([{"label": "taylor, lr 1e-4", "series": "a", "rate": 30, "ticket": (50.0, 1.0, 2)},
+                              {"label": "taylor, lr 3e-4", "series": "b", "rate": 50, "ticket": (40.0, 1.0, 2)}])
+    assert best == {"taylor": "a"}  # no sparsity in common: each run's own mean
+
+
 def test_structured_imp_table_rows(record):
     from utils import docs
 
