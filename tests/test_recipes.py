@@ -306,6 +306,30 @@ def test_imp_record_without_masks_runs_again(glue_root):
     assert any("finished, skipped" in r and "imp_no_pooler/complete.json" in r for r in lines_of(res.stdout))
 
 
+def test_one_shot_mask_record_without_its_mask_is_made_again(glue_root):
+    """A slim record keeps a random or OMP mask's provenance (the run's marker) but not the mask:
+    the recipe makes the mask again instead of skipping it (a dry run only says so)."""
+    from utils.recipes import plan
+
+    out_dir = glue_root / "runs"
+    env = {"PROFILE": "small", "TASKS": "MRPC", "DATA": str(glue_root / "glue"), "MODEL": str(glue_root / "model"),
+           "OUT": str(out_dir), **ONE_SEED, "SPARSITIES": "50", "METHODS": "random omp"}
+    slim, whole = out_dir / "masks" / "random_no_pooler_50_s1", out_dir / "masks" / "omp_no_pooler_50"
+    for d in (slim, whole):
+        d.mkdir(parents=True)
+        (d / "mask_provenance.json").write_text("{}")
+    (whole / "mask.pt").write_bytes(b"mask")
+    res = recipe("glue_tickets.sh", env, "--dry-run")
+    assert res.returncode == 0, res.stderr
+    assert f"note: {slim}/mask.pt is missing" in res.stdout and f"{whole}/mask.pt is missing" not in res.stdout
+    assert (slim / "mask_provenance.json").exists()  # a dry run changes nothing
+    plan("glue_tickets", env)  # a real run removes the stale marker before its queue starts
+    assert not (slim / "mask_provenance.json").exists() and (whole / "mask_provenance.json").exists()
+    runs = lines_of(recipe("glue_tickets.sh", env, "--dry-run").stdout)
+    assert any("oneshot.py" in r and str(slim) in r and "finished" not in r for r in runs)  # to do
+    assert any("finished, skipped" in r and str(whole) in r for r in runs)
+
+
 def test_structured_set_dry_run(glue_root):
     env = {"PROFILE": "small", "TASKS": "MRPC", "DATA": str(glue_root / "glue"), "MODEL": str(glue_root / "model"),
            "OUT": str(glue_root / "runs"), **ONE_SEED, "SETS": "heads_ffn", "METHODS": "imp random"}

@@ -215,20 +215,34 @@ def oneshot_masks(s, plan, head, sets=None, sparsities=None, methods=None):
             if "random" in methods:
                 for seed in s.seeds_of("random"):
                     d = random_mask_dir(s, SET, sp, seed)
+                    _mask_must_rerun(s, plan, f"{d}/mask_provenance.json", f"{d}/mask.pt")
                     plan.add(1, f"{d}/mask_provenance.json", f"{d}.log", common % "rand",
                              f"--output_dir {q(d)} {set_flags(SET, imp=False)} --seed {s.imp_seed + int(seed) - 1} "
                              "--overwrite_output_dir")
                     n += 1
             if "omp" in methods:
                 d = f"{s.out}/masks/omp_{SET}_{sp}"
+                _mask_must_rerun(s, plan, f"{d}/mask_provenance.json", f"{d}/mask.pt")
                 plan.add(1, f"{d}/mask_provenance.json", f"{d}.log", common % "pre",
                          f"--output_dir {q(d)} {set_flags(SET, imp=False)} --seed {s.imp_seed} --overwrite_output_dir")
                 n += 1
     if "shuffled" in methods:
+        _mask_must_rerun(s, plan, f"{s.out}/masks/shuffle_weight_provenance.json", f"{s.out}/masks/shuffle_weight.pt")
         plan.add(1, f"{s.out}/masks/shuffle_weight_provenance.json", f"{s.out}/masks/shuffle.log",
                  f"{s.python} pertub_weight.py --model_name_or_path {q(s.model)} --output "
                  f"{q(s.out + '/masks/shuffle_weight.pt')} --seed {s.imp_seed}")
     return n
+
+
+def _mask_must_rerun(s, plan, marker, mask):
+    """A one-shot mask whose record came from a slim copy (its provenance, the run's marker,
+    without the mask file) is made again: the marker is removed (except under --dry-run), so the
+    fine-tunes still to run find their mask. The mask depends only on the checkpoint and the
+    seed, so it comes back with the same values."""
+    if os.path.exists(marker) and not os.path.exists(mask):
+        plan.notes.append(f"note: {mask} is missing (a slim record keeps only its provenance): it is made again")
+        if not s.dry_run:
+            os.remove(marker)
 
 
 def random_mask_dir(s, SET, sp, seed):
