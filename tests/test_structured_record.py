@@ -169,8 +169,8 @@ def test_readme_brief_keeps_each_scores_best_round_budget(record):
     fisher = [x for x in lines if x.startswith("| IMP ticket, fisher")]
     assert fisher == ["| IMP ticket, fisher (raw), rounds at lr 1e-4 | 80.0 (n=2) | 80.0 (n=2) | — |"]  # 80 > 77 at 50 %
     assert len([x for x in docs._structured_imp(record).splitlines() if x.startswith("| fisher")]) == 4  # both budgets
-    best = docs._best_budget([{"label": "taylor, lr 1e-4", "series": "a", "rate": 30, "ticket": (50.0, 1.0, 2)},
-                              {"label": "taylor, lr 3e-4", "series": "b", "rate": 50, "ticket": (40.0, 1.0, 2)}])
+    best = docs._best_budget([{"score": "taylor", "series": "a", "rate": 30, "ticket": (50.0, 1.0, 2)},
+                              {"score": "taylor", "series": "b", "rate": 50, "ticket": (40.0, 1.0, 2)}])
     assert best == {"taylor": "a"}  # no sparsity in common: each run's own mean
 
 

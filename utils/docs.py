@@ -199,12 +199,15 @@ def _best_budget(cells):
     has (over all of each run's sparsities where they share none)."""
     by_score = {}
     for c in cells:
-        by_score.setdefault(c["label"].split(", lr")[0], {}).setdefault(c["series"], {})[c["rate"]] = c["ticket"][0]
+        by_score.setdefault(c["score"], {}).setdefault(c["series"], {})[c["rate"]] = c["ticket"][0]
     best = {}
     for score, runs in by_score.items():
         common = set.intersection(*(set(r) for r in runs.values()))
-        best[score] = max(sorted(runs), key=lambda se: (lambda v: sum(v) / len(v))(
-            [runs[se][lv] for lv in (common or runs[se])]))
+
+        def mean(se, runs=runs, common=common):
+            levels = common or runs[se]
+            return sum(runs[se][lv] for lv in levels) / len(levels)
+        best[score] = max(sorted(runs), key=mean)
     return best
 
 
@@ -230,7 +233,7 @@ def _structured_brief(imp_record, nr_folder, rewind_folder):
     full, cells = imp_cells(imp_record)
     best = _best_budget(cells)
     for c in cells:
-        if c["series"] == best[c["label"].split(", lr")[0]]:
+        if c["series"] == best[c["score"]]:
             put(f"IMP ticket, {c['label'].replace(', lr', ', rounds at lr')}", c["rate"],
                 [c["ticket"][0]] * c["ticket"][2], c["speed"])
     for c in cells:  # random structured pruning last (one cell per level, whichever series found it)

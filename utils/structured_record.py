@@ -160,7 +160,7 @@ def imp_cells(record, task="sts-b"):
             vs_full, vs_random = difference(ticket, full), difference(ticket, rnd)
             lr = re.search(r"lr ([0-9.e+-]+)", se or "")
             label = score_label(se) + (f", lr {float(lr.group(1)):.0e}".replace("e-0", "e-") if lr else "")
-            cells.append({"label": label, "series": se, "rate": lv, "ticket": mean_std(ticket),
+            cells.append({"label": label, "score": score_label(se), "series": se, "rate": lv, "ticket": mean_std(ticket),
                           "random": mean_std(rnd), "vs_full": vs_full, "verdict": verdict(vs_full, "dense"),
                           "vs_random": vs_random, "verdict_random": verdict(vs_random, "random pruning"),
                           "heads": st.get("heads"), "neurons": st.get("neurons"),
