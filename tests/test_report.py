@@ -192,7 +192,7 @@ def test_markdown_and_csv(runs, tmp_path, capsys):
     assert "each run's final evaluation" in text
     assert ("| STS-B (Pearson) | no_pooler | — | 0.0 | 82.0 ± 2.0 (n=3) | 60% | yes (tried 50–60%) | 81.0 | "
             "32.0 ± 2.8 (n=2) | 10.0 | — | 40.0 | 50% | 83.0 |") in text
-    assert ("| MRPC (acc) | no_pooler | — | 68.4 | 85.5 ± 0.7 (n=2) | none | — | at 50%: 80.0 | — | — | — | — | "
+    assert ("| MRPC (accuracy) | no_pooler | — | 68.4 | 85.5 ± 0.7 (n=2) | none | — | at 50%: 80.0 | — | — | — | — | "
             "none | — |") in text
     assert "| CoLA (Matthews) | no_pooler | — | 0.0 | 52.0 ± 2.0 (n=3) | 60% | no (tried 50–60%) | 51.0 |" in text
     assert "| STS-B | missing | 85.0 * | 79.5 |" in text  # transfer row of the STS-B ticket

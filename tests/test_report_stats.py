@@ -141,3 +141,21 @@ def test_overlap_from_mask_files_and_from_the_slim_record_alone(tmp_path):
     assert not list((tmp_path / "rec").rglob("mask.pt"))
     text2, tables2, _ = write_report(tmp_path / "rec", None)
     assert tables2["comparisons"] == tables["comparisons"] and tables2["overlap"] == tables["overlap"]
+
+
+def test_readme_brief_names_metric_and_baseline_and_waits_for_a_second_seed(tmp_path):
+    """The README's per-task brief: a task's heading names its metric and trivial baseline; a task
+    whose tickets are on one seed only is left out (docs/results.md shows it)."""
+    from utils import docs
+    r = tmp_path / "rec"
+    for seed, s in enumerate((76.0, 78.0, 77.0), 1):
+        write_run(r / "mrpc" / f"d{seed}", "mrpc", s, seed=seed)
+        write_run(r / "cola" / f"d{seed}", "cola", s - 50, seed=seed)
+    for seed, s in enumerate((79.0, 80.0), 1):
+        write_run(r / "mrpc" / f"t50_{seed}", "mrpc", s, seed=seed, mask=imp_mask("mrpc", 50.0))
+    write_run(r / "mrpc" / "o50", "mrpc", 70.0, mask=oneshot_mask("omp", 50.0))
+    write_run(r / "cola" / "t50_1", "cola", 30.0, mask=imp_mask("cola", 50.0))
+    lines = docs._brief(str(r)).splitlines()
+    assert lines[0] == "**MRPC (accuracy)**, full model 77.0 ± 1.0 (n=3), trivial baseline 68.4:"
+    assert lines[4].startswith("| 50% | 79.5 ± 0.7 (n=2) | 70.0 | — | ")
+    assert not any("CoLA" in line for line in lines) and len(lines) == 5

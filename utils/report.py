@@ -102,8 +102,9 @@ def _comparisons(cmp):
             break
         if k != key:
             key = k
-            out += [f"### {task_label(c['task'])}, set {c['set']}" + (f", IMP {c['series']}" if c["series"] else "")
-                    + f": full model {fmt(*c['full'])} (n={c['full'][2]})", ""]
+            out += [f"### {_metric_label(c['task'], c['metric'])}, set {c['set']}"
+                    + (f", IMP {c['series']}" if c["series"] else "")
+                    + f": full model {fmt(*c['full'])} (n={c['full'][2]}), trivial baseline {fmt(c['baseline'])}", ""]
         rows.append([f"{c['sparsity']}%", *(fmt(*c[m], show_n=True) for m in ("imp", "omp", "random", "reinit")),
                      fmt_difference(c["ticket_vs_full"]), c["ticket_verdict"] or "—",
                      "matching" if c["paper_rule"] else "not matching",

@@ -17,7 +17,7 @@ from utils.io import read_json
 
 LABELS = {"full": "full model", "imp": "IMP ticket", "random": "random pruning", "omp": "OMP",
           "reinit": "random re-init", "shuffled": "shuffled weights", "transfer": "transferred ticket"}
-METRIC_NAMES = {"mcc": "Matthews", "acc": "acc", "pearson": "Pearson", "f1": "F1"}
+METRIC_NAMES = {"mcc": "Matthews", "acc": "accuracy", "pearson": "Pearson", "f1": "F1"}
 TASK_NAMES = {"cola": "CoLA", "sst-2": "SST-2", "mrpc": "MRPC", "sts-b": "STS-B", "qqp": "QQP",
               "mnli": "MNLI", "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI", "squad": "SQuAD",
               "mlm": "MLM", "omp": "OMP"}

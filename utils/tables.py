@@ -120,8 +120,9 @@ def table2(summary):
 def comparisons(summary, overlaps=None):
     """Per (task, set, series) and sparsity with a ticket: every method's mean, std and n, the
     ticket and OMP against the full model and the ticket against OMP (difference of means with
-    a 95 % interval and a verdict, :mod:`utils.stats`), the paper's one-std rule beside them, and
-    the ticket's overlap with OMP (``overlaps``: :func:`utils.overlap.table_overlaps`)."""
+    a 95 % interval and a verdict, :mod:`utils.stats`), the paper's one-std rule beside them, the
+    ticket's overlap with OMP (``overlaps``: :func:`utils.overlap.table_overlaps`), and the task's
+    metric and trivial baseline."""
     out = []
     for task, pset, series in series_keys(summary):
         full = summary["full"].get(task, [])
@@ -137,6 +138,8 @@ def comparisons(summary, overlaps=None):
             ticket_omp = difference(vals["imp"], vals["omp"])
             ov = (overlaps or {}).get((task, pset, series, lv)) or {}
             out.append({"task": task, "set": pset, "series": series, "sparsity": lv,
+                        "metric": summary["metric"].get(task),
+                        "baseline": (summary["baseline"].get(task) or {}).get("value"),
                         "full": mean_std(full), **{m: mean_std(v) for m, v in vals.items()},
                         "paper_rule": matches(mean_std(vals["imp"])[0], fm, fs, False),
                         "ticket_vs_full": ticket_dense, "ticket_verdict": verdict(ticket_dense, "dense"),
