@@ -159,3 +159,18 @@ def test_readme_brief_names_metric_and_baseline_and_waits_for_a_second_seed(tmp_
     assert lines[0] == "**MRPC (accuracy)**, full model 77.0 ± 1.0 (n=3), trivial baseline 68.4:"
     assert lines[4].startswith("| 50% | 79.5 ± 0.7 (n=2) | 70.0 | — | ")
     assert not any("CoLA" in line for line in lines) and len(lines) == 5
+
+
+def test_docs_transfer_block_shows_one_prunable_set(tmp_path):
+    """The docs' transfer block (utils.docs._set_blocks) takes one set's matrix out of the
+    report: the no_pooler matrix with its off-diagonal cell, not the paper set's."""
+    from utils import docs
+    r = tmp_path / "rec"
+    _dense(r)
+    write_run(r / "t70", "sts-b", 79.0, mask=imp_mask("sts-b", 70.0))
+    write_run(r / "mx", "sts-b", 61.0, mask=imp_mask("mrpc", 70.0))
+    write_run(r / "px", "sts-b", 3.0, mask=imp_mask("mrpc", 70.0, pset="paper"))
+    block = docs._set_blocks(str(r), docs.TRANSFER, "no_pooler")
+    assert block.splitlines()[0] == "Set no_pooler:"
+    assert "| MRPC | 61.0 |" in block and "| STS-B | 79.0 |" in block and "3.0" not in block
+    assert docs._set_blocks(str(r), docs.TRANSFER, "heads_ffn").startswith("(no set heads_ffn")

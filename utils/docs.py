@@ -55,6 +55,18 @@ def _comparisons(record):
     return section.split("\n", 1)[1].strip()
 
 
+def _set_blocks(record, heading, pset):
+    """The blocks of one prunable set in a report section laid out per set (the transfer matrix,
+    the cross-task overlaps): each ``Set <pset>...:`` line with the table under it."""
+    body = _report_section(record, heading).split("\n", 1)[1]
+    blocks = re.split(r"\n(?=Set [a-z_]+[,:])", "\n" + body)
+    keep = [b.strip() for b in blocks if b.strip().startswith((f"Set {pset},", f"Set {pset}:"))]
+    return "\n\n".join(keep) or f"(no set {pset} in this section of the record's report)"
+
+
+TRANSFER = "## Transfer: source mask at 70% × target task, per prunable set (* matching the target's full model)"
+CROSS = "## Tickets of different tasks: shared kept weights"
+
 BRIEF = ("sparsity", "IMP ticket", "OMP", "random pruning", "ticket vs full", "ticket − OMP [95%]", "ticket vs OMP",
          "ticket ∩ OMP (random: 1 − s)")
 
@@ -259,6 +271,8 @@ GENERATORS = {
     "structured_nr": lambda: _structured_nr("results/structured_nr"),
     "small2_comparisons": lambda: _comparisons("results/small2"),
     "small2_brief": lambda: _brief("results/small2"),
+    "small2_transfer": lambda: _set_blocks("results/small2", TRANSFER, "no_pooler"),
+    "small2_cross": lambda: _set_blocks("results/small2", CROSS, "no_pooler"),
     "structured_imp": lambda: _structured_imp("results/small2"),
     "structured_brief": lambda: _structured_brief("results/small2", "results/structured_nr", "results/structured_rewind"),
     "structured_rewind": lambda: _structured_rewind("results/structured_rewind", "results/structured_nr"),
