@@ -39,7 +39,8 @@ def slim_copy(src, dst, mask_levels=()):
     reports of masks; no weights or logs. ``mask_levels`` (sparsities in percent): also the IMP
     tickets at those sparsities (a structured IMP run's at every sparsity: they are small),
     gzipped beside their records (``mask.pt.gz``, about 1/8 of the bool file), so fine-tunes
-    still to run need no new IMP run on another machine (the reproduction recipes unpack them). Returns the number of files copied."""
+    still to run need no new IMP run on another machine (the reproduction recipes unpack them).
+    Returns the number of files copied."""
     src, dst = Path(src), Path(dst)
     n = _write_overlaps(src, dst)
     for path in sorted(src.rglob("*.json")):

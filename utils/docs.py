@@ -13,7 +13,7 @@ from pathlib import Path
 
 from utils.budget import budget_table
 from utils.profiles import markdown_table
-from utils.report import write_report
+from utils.report import CROSS_HEADING, transfer_heading, write_report
 from utils.stats import fmt_difference
 from utils.structured_record import (imp_cells, rewind_cells, seed_cells,  # noqa: F401 (re-exported)
                                      structured_figure)
@@ -64,8 +64,7 @@ def _set_blocks(record, heading, pset):
     return "\n\n".join(keep) or f"(no set {pset} in this section of the record's report)"
 
 
-TRANSFER = "## Transfer: source mask at 70% × target task, per prunable set (* matching the target's full model)"
-CROSS = "## Tickets of different tasks: shared kept weights"
+TRANSFER, CROSS = transfer_heading(70), CROSS_HEADING
 
 BRIEF = ("sparsity", "IMP ticket", "OMP", "random pruning", "ticket vs full", "ticket − OMP [95%]", "ticket vs OMP",
          "ticket ∩ OMP (random: 1 − s)")

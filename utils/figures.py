@@ -20,7 +20,7 @@ from utils.io import atomic_write, write_json  # noqa: E402
 from utils.profiles import METHODS  # noqa: E402
 from utils.runs import LABELS, task_label  # noqa: E402
 from utils.stats import mean_std  # noqa: E402
-from utils.tables import curves, transfer_matrices  # noqa: E402
+from utils.tables import baseline_value, curves, transfer_matrices  # noqa: E402
 
 STYLE = {"imp": ("C0", "o", "-"), "random": ("C3", "s", "--"), "omp": ("C2", "^", "-."),
          "reinit": ("C1", "v", ":"), "shuffled": ("C4", "D", "--")}
@@ -42,7 +42,7 @@ def plot_curve(summary, task, pset, entry, path, series=""):
         ax.axhspan(lo, hi, color="0.85", label=f"full model ± std (n={fn})")
         ax.axhline(fm, color="0.4", lw=1)
         data["full model"] = [(lv, fm) for lv in levels]
-    base = (summary["baseline"].get(task) or {}).get("value")
+    base = baseline_value(summary, task)
     if base is not None:
         ax.axhline(base, color="k", ls="--", lw=1, label="trivial baseline")
         data["trivial baseline"] = [(lv, base) for lv in levels]

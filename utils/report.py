@@ -21,6 +21,7 @@ from utils.profiles import MASK_METHODS
 from utils.runs import FINAL_NOTE, LABELS, METRIC_NAMES, collect, task_label
 from utils.stats import fmt_difference, mean_std
 from utils.tables import (
+    baseline_value,
     comparisons,
     curves,
     fmt,
@@ -139,7 +140,7 @@ def _curves(summary, missing):
     out, csv_rows = [], []
     for (task, pset, series), entry in sorted(curves(summary).items(), key=lambda kv: tuple(map(str, kv[0]))):
         fm, fs, fn = mean_std(summary["full"].get(task, []))
-        base = (summary["baseline"].get(task) or {}).get("value")
+        base = baseline_value(summary, task)
         out += [f"### {_metric_label(task, summary['metric'].get(task))}, set {pset}"
                 + (f", IMP {series}" if series else "") + f": full model {fmt(fm, fs)} (n={fn}), "
                 f"trivial baseline {fmt(base)}", ""]
@@ -195,6 +196,13 @@ def _apart(failed, eval_only):
     return out
 
 
+CROSS_HEADING = "## Tickets of different tasks: shared kept weights"
+
+
+def transfer_heading(sparsity):
+    return f"## Transfer: source mask at {sparsity}% × target task, per prunable set (* matching the target's full model)"
+
+
 def _title(finished, unfinished, failed, eval_only):
     extra = (f", {len(failed)} failed" if failed else "") + (f", {len(eval_only)} evaluation-only" if eval_only else "")
     return f"# Lottery-ticket report ({len(finished)} finished runs, {len(unfinished)} unfinished{extra})"
@@ -227,14 +235,13 @@ def render(finished, unfinished, transfer_sparsity=70, overlaps=None, failed=(),
     cmp_md, csv_cmp = _comparisons(comparisons(summary, overlaps["cells"]))
     out += ["", "## The ticket against the full model and against OMP", ""] + (cmp_md or ["(no tickets yet)", ""])
     cross_md, csv_cross = _cross(overlaps["cross"])
-    out += ["## Tickets of different tasks: shared kept weights", ""] + (cross_md or ["(fewer than two tasks' "
+    out += [CROSS_HEADING, ""] + (cross_md or ["(fewer than two tasks' "
                                                                                      "tickets with mask files)", ""])
     missing = []
     curve_md, csv_curves = _curves(summary, missing)
     out += ["## Score against sparsity (fixed-mask fine-tunes; mean ± std over seeds)", ""] + curve_md
     tr_md, csv_transfer = _transfer(summary, transfer_sparsity, missing)
-    out += [f"## Transfer: source mask at {transfer_sparsity}% × target task, per prunable set "
-            "(* matching the target's full model)", ""] + tr_md
+    out += [transfer_heading(transfer_sparsity), ""] + tr_md
     out += ["## Wall time (each finished run's own `wall_time_s`)", ""]
     out.append(md_table(["task", "IMP runs", "fine-tunes", "total"], wall_rows(finished)) if finished else "(none)")
     out += ["", "## Missing cells", ""]

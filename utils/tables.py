@@ -34,6 +34,11 @@ def fmt(mean, std=None, n=None, show_n=False):
 
 
 
+def baseline_value(summary, task):
+    """The task's trivial baseline (headline metric, percent) from :func:`summarise`'s summary, or None."""
+    return (summary["baseline"].get(task) or {}).get("value")
+
+
 def summarise(finished):
     """Group the finished fine-tunes.
 
@@ -98,7 +103,7 @@ def table2(summary):
                          if (t, s, m, se) == (task, pset, "imp", series)})
         ticket = {lv: mean_std(_cell(summary, task, pset, "imp", lv, series))[0] for lv in levels}
         row = {"task": task, "set": pset, "series": series, "metric": summary["metric"].get(task),
-               "baseline": (summary["baseline"].get(task) or {}).get("value"),
+               "baseline": baseline_value(summary, task),
                "full_mean": mean, "full_std": std, "full_n": n, "levels": levels,
                "lowest": levels[0] if levels else None}
         for rule, strict in (("paper", False), ("strict", True)):
@@ -139,7 +144,7 @@ def comparisons(summary, overlaps=None):
             ov = (overlaps or {}).get((task, pset, series, lv)) or {}
             out.append({"task": task, "set": pset, "series": series, "sparsity": lv,
                         "metric": summary["metric"].get(task),
-                        "baseline": (summary["baseline"].get(task) or {}).get("value"),
+                        "baseline": baseline_value(summary, task),
                         "full": mean_std(full), **{m: mean_std(v) for m, v in vals.items()},
                         "paper_rule": matches(mean_std(vals["imp"])[0], fm, fs, False),
                         "ticket_vs_full": ticket_dense, "ticket_verdict": verdict(ticket_dense, "dense"),
