@@ -9,6 +9,7 @@
 #                                        up to $JOBS at once, and a run holds a lock (flock on
 #                                        LOG.lock), so a second copy of the queue skips it
 #   unpack_masks DIR                     unpack the IMP tickets a slim record carries (mask.pt.gz)
+#                                        and the packed state of an unfinished run (state.packed)
 #                                        where the mask is missing
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DRY_RUN=${DRY_RUN:-0}
@@ -32,4 +33,9 @@ run_queue() {
   "${PYTHON:-python}" "$ROOT/utils/queue.py" --nul "$QUEUE_FILE" $dry
 }
 
-unpack_masks() { "${PYTHON:-python}" "$ROOT/utils/queue.py" unpack "$1"; }
+unpack_masks() {
+  "${PYTHON:-python}" "$ROOT/utils/queue.py" unpack "$1"
+  if [ -n "$(find "$1" -path '*/resume/state.packed' -print -quit)" ]; then
+    (cd "$ROOT" && "${PYTHON:-python}" -m utils.state_pack unpack_all "$1")
+  fi
+}

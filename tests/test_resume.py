@@ -77,6 +77,34 @@ def test_imp_killed_mid_round_resumes_bit_for_bit(imp_setup, tmp_path):
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
+def test_imp_packed_state_resumes_elsewhere_bit_for_bit(imp_setup, tmp_path):
+    """An unfinished IMP run packed into a record (utils/state_pack), the record copied into a
+    fresh runs folder and unpacked as the recipes do, then resumed: the same masks and scores as
+    an uninterrupted run, from a state a small fraction of the saved one."""
+    from test_state_pack import recipe_unpack
+    from utils.state_pack import pack_run
+
+    model, data, extra = imp_setup
+    ref = tmp_path / "ref"
+    run("LT_glue.py", glue_argv(model, data, ref, *extra))
+    out = tmp_path / "runs" / "imp"
+    run("LT_glue.py", glue_argv(model, data, out, *extra), {"BERT_TICKETS_KILL_AT_STEP": "6"}, expect_kill=True)
+    pack_run(out, tmp_path / "record" / "imp")
+    fresh = tmp_path / "fresh"
+    shutil.copytree(tmp_path / "record", fresh)
+    recipe_unpack(fresh)
+    moved = fresh / "imp"
+    assert (moved / "resume" / "state.pt").is_file() and (moved / "checkpoint-4" / "mask.pt").is_file()
+    assert (tmp_path / "record" / "imp" / "resume" / "state.packed").stat().st_size * 5 < \
+        (out / "resume" / "state.pt").stat().st_size
+    argv = [a if a != str(out) else str(moved) for a in glue_argv(model, data, out, *extra, "--resume")]
+    proc = run("LT_glue.py", argv)
+    assert "resumed at update 4" in proc.stdout
+    for step in (4, 8, 12):
+        assert same_masks(ref, moved, step), step
+    assert evaluations(moved) == evaluations(ref)
+
+
 def test_glue_trans_killed_resumes_bit_for_bit(tiny_bert_dir, tmp_path):
     data = write_mrpc(tmp_path / "MRPC", n_train=40)
     extra = ["--num_train_epochs", "3", "--logging_steps", "3", "--save_steps", "0", "--checkpoint_steps", "2",

@@ -41,7 +41,8 @@ STATE, PREVIOUS = "state.pt", "state.prev.pt"
 # flags that may differ between a run and its resumption (evaluation, logging, I/O, devices)
 MAY_DIFFER = {"per_gpu_eval_batch_size", "num_workers", "logging_steps", "evaluate_during_training",
               "overwrite_output_dir", "resume", "cache_dir", "overwrite_cache", "local_rank", "no_cuda",
-              "do_eval", "eval_all_checkpoints", "server_ip", "server_port", "fp16_opt_level", "checkpoint_steps"}
+              "do_eval", "eval_all_checkpoints", "server_ip", "server_port", "fp16_opt_level", "checkpoint_steps",
+              "output_dir"}  # a run folder may move (a record's packed state unpacked elsewhere, utils/state_pack)
 
 
 def state_dir(output_dir):
