@@ -106,6 +106,22 @@ def test_cross_task_reinit_is_shown_as_such(tmp_path):
     assert "| STS-B (re-init) | 68.0 |" in text
 
 
+def test_reinit_on_its_own_task_only_is_not_missing_elsewhere(tmp_path):
+    """A re-init run on its own task, in a matrix with a real transfer run: its cell on the other
+    task is "–" (nobody asks for it), never listed as missing; a ticket's absent cell still is."""
+    r = tmp_path / "runs"
+    _dense(r / "mrpc", "mrpc")
+    _dense(r / "sts-b", "sts-b")
+    write_run(r / "m", "mrpc", 80.0, mask=imp_mask("mrpc", 70.0))
+    write_run(r / "s", "sts-b", 79.0, mask=imp_mask("sts-b", 70.0))
+    write_run(r / "x", "sts-b", 60.0, mask=imp_mask("mrpc", 70.0))  # MRPC's ticket on STS-B
+    write_run(r / "re", "mrpc", 68.0, init="rand", mask=imp_mask("mrpc", 70.0))
+    text = report.main([str(r), "--out", str(tmp_path / "o"), "--no_figures"])
+    assert "| MRPC (re-init) | 68.0 | – |" in text and "– : not asked for" in text
+    assert "transfer MRPC (re-init)" not in text
+    assert "| STS-B | missing | 79.0 |" in text and "- transfer STS-B → MRPC (set no_pooler)" in text
+
+
 Q = "bert.encoder.layer.0.attention.self.query.weight_mask"
 
 

@@ -165,12 +165,15 @@ def _transfer(summary, sparsity, missing):
     for pset, (sources, targets, cells) in sorted(transfer_matrices(summary, sparsity).items()):
         if not any(not s.startswith(task_label(t)) for (s, t) in cells):
             continue
-        rows = []
+        rows, unasked = [], False
         for s in sources:
             row = [s]
             for t in targets:
                 c = cells.get((s, t))
-                if c is None:
+                if c is None and "(" in s and not s.startswith(task_label(t)):
+                    row.append("–")  # re-init and shuffled masks go to their own task only
+                    unasked = True
+                elif c is None:
                     row.append("missing")
                     missing.append(f"transfer {s} → {task_label(t)} (set {pset})")
                 else:
@@ -179,6 +182,8 @@ def _transfer(summary, sparsity, missing):
                                      "n": c[2], "matching": c[3]})
             rows.append(row)
         out += [f"Set {pset}:", "", md_table(["source \\ target", *(task_label(t) for t in targets)], rows), ""]
+        if unasked:
+            out += ["– : not asked for (a re-init or shuffled mask is fine-tuned on its own task only).", ""]
     return out or ["(no transfer runs: no mask fine-tuned on a task other than its own)", ""], csv_rows
 
 
