@@ -58,15 +58,18 @@ def slim_copy(src, dst, mask_levels=()):
             mask = results.parent / str(m.get("path", ""))
             if (every or level(m.get("sparsity")) in levels) and mask.is_file():
                 target = dst / mask.relative_to(src)
-                gz = target.with_name(target.name + ".gz")
-
-                def write(tmp, mask=mask):  # no name or time in the header: same mask, same bytes
-                    with open(mask, "rb") as f_in, open(tmp, "wb") as raw, \
-                            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as f_out:
-                        shutil.copyfileobj(f_in, f_out)
-                atomic_write(gz, write)
+                write_gz(mask, target.with_name(target.name + ".gz"))
                 n += 1
     return n
+
+
+def write_gz(src, gz):
+    """``src`` gzipped into ``gz`` (atomic), with no name or time in the header: same file, same bytes."""
+    def write(tmp):
+        with open(src, "rb") as f_in, open(tmp, "wb") as raw, \
+                gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as f_out:
+            shutil.copyfileobj(f_in, f_out)
+    atomic_write(gz, write)
 
 
 
