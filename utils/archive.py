@@ -72,7 +72,6 @@ def write_gz(src, gz):
     atomic_write(gz, write)
 
 
-
 def _write_overlaps(src, dst):
     """The overlaps of the report's masks, measured from the mask files under ``src`` (and
     those its own record kept), into ``dst``'s record: a report from the record alone shows
